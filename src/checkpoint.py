@@ -1,0 +1,131 @@
+"""Checkpoints: written atomically, read weights-only, usable alone.
+
+A checkpoint is Lightning's dictionary plus a `seq2seq_lab` entry holding the resolved run config and
+the codec (tokenizers + vocabularies) as plain data. Nothing is ever unpickled: files are read with
+`torch.load(weights_only=True)`, and the only code a checkpoint can name is a `_target_` inside this
+package or torch.
+"""
+
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from omegaconf import OmegaConf
+from torch import nn
+
+from src.data.codec import Codec
+from src.errors import CheckpointError
+
+# modules a checkpoint's config may instantiate: ours and torch's, nothing else
+ALLOWED_TARGET_PREFIXES = ("src.", "torch.")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes `<name>.tmp-<pid>` beside the target, fsyncs it, then renames it over the target.
+
+    A crash or an error half-way through leaves the previous checkpoint intact.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            with open(tmp, "wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict:
+        return read_checkpoint(path, map_location=map_location)
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load a checkpoint weights-only, turning every way it can be wrong into a CheckpointError."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(
+            f"Checkpoint {path} does not exist. Check ckpt_path (runs keep theirs in <run>/checkpoints/)."
+        )
+    if not path.is_file():
+        raise CheckpointError(
+            f"Checkpoint {path} is a directory, not a file. Point ckpt_path at a .ckpt file inside it."
+        )
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a cut-off one has no directory
+        raise CheckpointError(
+            f"Checkpoint {path} is truncated, corrupt or not a checkpoint at all. "
+            "Use another checkpoint of the run (best.ckpt or last.ckpt)."
+        )
+    try:
+        checkpoint = torch.load(path, map_location=map_location or "cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"Checkpoint {path} holds objects other than tensors and plain data, so it was not loaded "
+            "(loading is weights-only, for safety): it was not written by seq2seq-lab."
+        ) from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+        raise CheckpointError(
+            f"Checkpoint {path} is truncated or corrupt and cannot be read ({err}). "
+            "Use another checkpoint of the run (best.ckpt or last.ckpt)."
+        ) from err
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "seq2seq_lab" not in checkpoint:
+        raise CheckpointError(
+            f"{path} is not a seq2seq-lab checkpoint (it lacks the model weights or the saved config and "
+            "vocabularies). Use a .ckpt written by `python -m src.train`."
+        )
+    return checkpoint
+
+
+@dataclass
+class LoadedModel:
+    net: nn.Module
+    codec: Codec
+    config: dict[str, Any]
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild the trained network and its codec from a checkpoint file alone."""
+    checkpoint = read_checkpoint(path)
+    meta = checkpoint["seq2seq_lab"]
+    config = meta["config"]
+    net_config = config.get("model", {}).get("net")
+    if net_config is None:
+        raise CheckpointError(f"Checkpoint {path} has no model.net config; it cannot be rebuilt.")
+    _check_targets(net_config, path)
+    codec = Codec.from_state_dict(meta["codec"])
+    net = instantiate(OmegaConf.create(net_config))(
+        src_vocab_size=len(codec.src_vocab), tgt_vocab_size=len(codec.tgt_vocab)
+    )
+    weights = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    try:
+        net.load_state_dict(weights)
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"The weights in {path} do not fit the model its config describes ({err}). "
+            "The checkpoint was written by an incompatible version of the code."
+        ) from err
+    return LoadedModel(net=net.to(device).eval(), codec=codec, config=config)
+
+
+def _check_targets(node: Any, path: Any) -> None:
+    """Refuse configs that would make instantiate() import code outside this package and torch."""
+    if isinstance(node, dict):
+        target = node.get("_target_")
+        if target is not None and not str(target).startswith(ALLOWED_TARGET_PREFIXES):
+            raise CheckpointError(
+                f"Checkpoint {path} names _target_={target!r}, which is not part of seq2seq-lab."
+            )
+        for value in node.values():
+            _check_targets(value, path)
+    elif isinstance(node, list):
+        for value in node:
+            _check_targets(value, path)

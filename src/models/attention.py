@@ -1,0 +1,299 @@
+"""Attention mechanisms: one class per score function, all behind one interface.
+
+A decoder calls `prepare(memory)` once per batch (key projections live there, never in the time loop),
+`init_state(mask)` once per batch, and then `forward(query, keys, values, mask, state)` for one or more
+target positions:
+
+    query   [batch, q_len, query_size]        the decoder states asking "where to look"
+    keys    [batch, src_len, ...]             from prepare: what the scores compare the query with
+    values  [batch, src_len, key_size]        from prepare: what the context averages
+    mask    [batch, src_len] bool             True = real source token
+    context [batch, q_len, output_size]       the weighted average of the values
+    weights [batch, heads, q_len, src_len]    a distribution over source positions (heads = 1 unless
+                                              multi-head); padded positions get exactly 0
+
+Notation in the formulas: q = query, k = key (an encoder state), a = the weights, c = the context.
+"""
+
+import math
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from src.errors import ConfigError
+
+
+def masked_softmax(scores: Tensor, mask: Tensor) -> Tensor:
+    """Softmax over source positions that gives padded positions exactly zero weight.
+
+    scores `[batch, heads, q_len, src_len]`, mask `[batch, src_len]` (True = real) -> weights of the
+    same shape as scores. Masked scores become the dtype's own minimum, so exp() underflows to 0 in any
+    precision (a literal like -1e20 would overflow in float16).
+    """
+    scores = scores.masked_fill(~mask[:, None, None, :], torch.finfo(scores.dtype).min)
+    return torch.softmax(scores, dim=-1)
+
+
+class Attention(nn.Module):
+    """Base class. A single-head attention only defines `score`; `forward` turns scores into weights
+    with `masked_softmax` and averages the values.
+
+    Attributes:
+        name: the config option (conf/attention/<name>.yaml) that builds the class.
+        parallel: True if all target positions can attend at once (False when a step needs the
+            attention of the previous steps).
+        output_size: size of the context vector.
+        num_heads: number of attention distributions per query.
+    """
+
+    name: ClassVar[str]
+    parallel: ClassVar[bool] = True
+    num_heads: int = 1
+
+    def __init__(self, query_size: int, key_size: int) -> None:
+        super().__init__()
+        self.query_size = query_size
+        self.key_size = key_size
+        self.output_size = key_size
+
+    def prepare(self, memory: Tensor) -> tuple[Tensor, Tensor]:
+        """memory `[batch, src_len, key_size]` -> (keys, values), computed once per batch."""
+        return memory, memory
+
+    def init_state(self, mask: Tensor) -> dict[str, Tensor]:
+        """The state carried from one target step to the next (batch-first tensors)."""
+        return {}
+
+    def score(self, query: Tensor, keys: Tensor) -> Tensor:
+        """query `[batch, q_len, query_size]`, keys -> unnormalised scores `[batch, q_len, src_len]`."""
+        raise NotImplementedError
+
+    def forward(
+        self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor, state: dict[str, Tensor]
+    ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+        weights = masked_softmax(self.score(query, keys).unsqueeze(1), mask)  # [batch, 1, q_len, src_len]
+        context = weights.squeeze(1) @ values  # [batch, q_len, key_size]
+        return context, weights, state
+
+
+class BahdanauAttention(Attention):
+    """Additive attention (Bahdanau, Cho & Bengio 2015, "Neural Machine Translation by Jointly Learning
+    to Align and Translate", appendix A.1.2):
+
+        score(q, k_j) = v^T tanh(W q + U k_j),   a = softmax(score),   c = sum_j a_j k_j
+
+    U k_j does not depend on the query, so `prepare` computes it once per batch.
+    """
+
+    name = "bahdanau"
+
+    def __init__(self, query_size: int, key_size: int, hidden_size: int = 256) -> None:
+        super().__init__(query_size, key_size)
+        self.query_layer = nn.Linear(query_size, hidden_size, bias=False)  # W
+        self.key_layer = nn.Linear(key_size, hidden_size, bias=False)  # U
+        self.energy_layer = nn.Linear(hidden_size, 1, bias=False)  # v
+
+    def prepare(self, memory: Tensor) -> tuple[Tensor, Tensor]:
+        return self.key_layer(memory), memory  # keys [batch, src_len, hidden]
+
+    def score(self, query: Tensor, keys: Tensor) -> Tensor:
+        query = self.query_layer(query).unsqueeze(2)  # [batch, q_len, 1, hidden]
+        energy = torch.tanh(query + keys.unsqueeze(1))  # [batch, q_len, src_len, hidden]
+        return self.energy_layer(energy).squeeze(-1)  # [batch, q_len, src_len]
+
+
+class LuongConcatAttention(BahdanauAttention):
+    """Concat attention (Luong, Pham & Manning 2015, "Effective Approaches to Attention-based Neural
+    Machine Translation", section 3.1):
+
+        score(q, k_j) = v^T tanh(W [q; k_j]) = v^T tanh(W_q q + W_k k_j)
+
+    Splitting W into its query and key halves gives Bahdanau's additive score, so the key half is
+    precomputed in `prepare` and the code is shared. (The papers differ in *which* decoder state is the
+    query; here it is always the current one.)
+    """
+
+    name = "luong_concat"
+
+
+class LuongDotAttention(Attention):
+    """Dot attention (Luong, Pham & Manning 2015, section 3.1):
+
+        score(q, k_j) = q^T k_j
+
+    Needs query_size == key_size; `luong_general` learns a matrix between them instead.
+    """
+
+    name = "luong_dot"
+
+    def __init__(self, query_size: int, key_size: int) -> None:
+        super().__init__(query_size, key_size)
+        if query_size != key_size:
+            raise ConfigError(
+                f"attention=luong_dot needs the decoder state size ({query_size}) to equal the encoder "
+                f"output size ({key_size}); make the sizes equal or use attention=luong_general, which "
+                "learns a matrix between them."
+            )
+
+    def score(self, query: Tensor, keys: Tensor) -> Tensor:
+        return query @ keys.transpose(1, 2)  # [batch, q_len, src_len]
+
+
+class LuongGeneralAttention(Attention):
+    """General (bilinear) attention (Luong, Pham & Manning 2015, section 3.1):
+
+        score(q, k_j) = q^T W k_j
+
+    W k_j does not depend on the query, so `prepare` computes it once per batch.
+    """
+
+    name = "luong_general"
+
+    def __init__(self, query_size: int, key_size: int) -> None:
+        super().__init__(query_size, key_size)
+        self.key_layer = nn.Linear(key_size, query_size, bias=False)  # W
+
+    def prepare(self, memory: Tensor) -> tuple[Tensor, Tensor]:
+        return self.key_layer(memory), memory  # keys [batch, src_len, query_size]
+
+    def score(self, query: Tensor, keys: Tensor) -> Tensor:
+        return query @ keys.transpose(1, 2)  # [batch, q_len, src_len]
+
+
+class ScaledDotAttention(Attention):
+    """Scaled dot-product attention (Vaswani et al. 2017, "Attention Is All You Need", section 3.2.1):
+
+        score(q, k_j) = (W q)^T k_j / sqrt(d),   d = key_size
+
+    W is a learned projection used only when query_size != key_size (identity otherwise). Dividing by
+    sqrt(d) keeps the scores' variance near 1, so the softmax does not saturate for large d.
+    """
+
+    name = "scaled_dot"
+
+    def __init__(self, query_size: int, key_size: int) -> None:
+        super().__init__(query_size, key_size)
+        self.query_layer = (
+            nn.Identity() if query_size == key_size else nn.Linear(query_size, key_size, bias=False)
+        )
+
+    def score(self, query: Tensor, keys: Tensor) -> Tensor:
+        query = self.query_layer(query)  # [batch, q_len, key_size]
+        return query @ keys.transpose(1, 2) / math.sqrt(self.key_size)
+
+
+class MultiHeadAttention(Attention):
+    """Multi-head attention (Vaswani et al. 2017, "Attention Is All You Need", section 3.2.2):
+
+        head_i = softmax((W^Q_i q)^T (W^K_i k) / sqrt(d_h)) (W^V_i k),   d_h = hidden_size / num_heads
+        c = W^O [head_1; ...; head_h]
+
+    Keys and values are projected once per batch in `prepare`; W^O maps back to key_size, so the context
+    has the size of the memory like every other attention. Weights: `[batch, num_heads, q_len, src_len]`
+    (before dropout).
+    """
+
+    name = "multihead"
+
+    def __init__(
+        self, query_size: int, key_size: int, num_heads: int = 4, hidden_size: int = 256, dropout: float = 0.0
+    ) -> None:
+        super().__init__(query_size, key_size)
+        if hidden_size % num_heads != 0:
+            raise ConfigError(
+                f"attention.num_heads={num_heads} must divide attention.hidden_size={hidden_size}; "
+                "change one of them."
+            )
+        self.num_heads = num_heads
+        self.head_size = hidden_size // num_heads
+        self.query_layer = nn.Linear(query_size, hidden_size)  # W^Q
+        self.key_layer = nn.Linear(key_size, hidden_size)  # W^K
+        self.value_layer = nn.Linear(key_size, hidden_size)  # W^V
+        self.output_layer = nn.Linear(hidden_size, key_size)  # W^O
+        self.dropout = nn.Dropout(dropout)
+
+    def _split_heads(self, x: Tensor) -> Tensor:
+        """`[batch, len, hidden]` -> `[batch, heads, len, head_size]`."""
+        return x.view(x.size(0), x.size(1), self.num_heads, self.head_size).transpose(1, 2)
+
+    def prepare(self, memory: Tensor) -> tuple[Tensor, Tensor]:
+        keys = self._split_heads(self.key_layer(memory))  # [batch, heads, src_len, head_size]
+        values = self._split_heads(self.value_layer(memory))  # [batch, heads, src_len, head_size]
+        return keys, values
+
+    def forward(
+        self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor, state: dict[str, Tensor]
+    ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+        queries = self._split_heads(self.query_layer(query))  # [batch, heads, q_len, head_size]
+        scores = queries @ keys.transpose(2, 3) / math.sqrt(self.head_size)  # [batch, heads, q_len, src_len]
+        weights = masked_softmax(scores, mask)
+        heads = self.dropout(weights) @ values  # [batch, heads, q_len, head_size]
+        heads = heads.transpose(1, 2).reshape(query.size(0), query.size(1), -1)  # [batch, q_len, hidden]
+        return self.output_layer(heads), weights, state
+
+
+class CoverageAttention(BahdanauAttention):
+    """Additive attention with a coverage vector (Tu et al. 2016, "Modeling Coverage for Neural Machine
+    Translation"; in the form of See, Liu & Manning 2017, "Get To The Point", section 2.3):
+
+        cov_t = sum_{t' < t} a_t'                          how much each source word was attended so far
+        score(q_t, k_j) = v^T tanh(W q_t + U k_j + w_c cov_t,j)
+
+    The coverage is carried in the state as {"coverage": [batch, src_len]}; step t needs the weights of
+    all earlier steps, so the attention is sequential (`parallel = False`) and a query with q_len > 1 is
+    processed one position after another.
+    """
+
+    name = "coverage"
+    parallel = False
+
+    def __init__(self, query_size: int, key_size: int, hidden_size: int = 256) -> None:
+        super().__init__(query_size, key_size, hidden_size)
+        self.coverage_layer = nn.Linear(1, hidden_size, bias=False)  # w_c
+
+    def init_state(self, mask: Tensor) -> dict[str, Tensor]:
+        return {"coverage": torch.zeros(mask.shape, device=mask.device)}  # [batch, src_len]
+
+    def forward(
+        self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor, state: dict[str, Tensor]
+    ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+        coverage = state["coverage"]  # [batch, src_len]
+        contexts, weights = [], []
+        for t in range(query.size(1)):
+            # U k_j + w_c cov_j: the coverage term joins the precomputed key term
+            keys_t = keys + self.coverage_layer(coverage.unsqueeze(-1).to(keys.dtype))
+            context, weights_t, _ = super().forward(query[:, t : t + 1], keys_t, values, mask, {})
+            coverage = coverage + weights_t[:, 0, 0]
+            contexts.append(context)
+            weights.append(weights_t)
+        # context [batch, q_len, key_size], weights [batch, 1, q_len, src_len]
+        return torch.cat(contexts, dim=1), torch.cat(weights, dim=2), {"coverage": coverage}
+
+
+class NoAttention(Attention):
+    """No attention: the baseline encoder-decoder of Sutskever, Vinyals & Le (2014, "Sequence to Sequence
+    Learning with Neural Networks") and Cho et al. (2014):
+
+        c = [] (an empty, zero-sized context)
+
+    The decoder sees the source only through its initial state, bridged from the encoder's final state.
+    Weights are None; `output_size` is 0, so a decoder that concatenates [h; c] needs no special case.
+    """
+
+    name = "none"
+    num_heads = 0
+
+    def __init__(self, query_size: int, key_size: int) -> None:
+        super().__init__(query_size, key_size)
+        self.output_size = 0
+
+    def prepare(self, memory: Tensor) -> tuple[Tensor, Tensor]:
+        empty = memory[..., :0]  # [batch, src_len, 0]
+        return empty, empty
+
+    def forward(
+        self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor, state: dict[str, Tensor]
+    ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+        context = query.new_zeros(query.size(0), query.size(1), 0)  # [batch, q_len, 0]
+        return context, None, state

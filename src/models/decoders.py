@@ -1,0 +1,287 @@
+"""Decoders: embedded target prefix + encoder output -> one vector per target position.
+
+A decoder is driven in two phases:
+
+    cache, state = decoder.start(encoder_output)              once per batch
+    output, attn_weights, state = decoder(tgt_emb, cache, state)   for all positions, or one at a time
+
+`cache` holds per-source tensors (attention keys and values, the source mask): beam search expands them
+with repeat_interleave and never reorders them. `state` holds per-hypothesis tensors, batch-first (dim 0
+= hypothesis): beam search reorders them with `index_select(0, ...)`. Running `forward` one position at a
+time with the returned state gives the same outputs as running it over all positions at once.
+"""
+
+import math
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from src.errors import ConfigError
+from src.models.attention import Attention
+from src.models.encoders import EncoderOutput, rnn_class
+from src.models.positional import build_positions
+
+# the attention's own state lives in the decoder state under this prefix (e.g. "attention.coverage")
+ATTENTION_STATE = "attention."
+
+
+def attention_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The attention's part of a decoder state, without the prefix."""
+    return {
+        key.removeprefix(ATTENTION_STATE): value
+        for key, value in state.items()
+        if key.startswith(ATTENTION_STATE)
+    }
+
+
+def with_attention_state(state: dict[str, Tensor], attn_state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """`state` with the attention's part replaced by `attn_state`."""
+    return {**state, **{ATTENTION_STATE + key: value for key, value in attn_state.items()}}
+
+
+class Decoder(nn.Module):
+    """Base class; `output_size` is the size of the output vectors, `num_heads` the number of
+    cross-attention distributions it returns per position (0 without attention)."""
+
+    output_size: int
+    num_heads: int
+
+    def start(self, enc: EncoderOutput) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """-> (cache, state) before the first target position."""
+        raise NotImplementedError
+
+    def forward(
+        self, tgt_emb: Tensor, cache: dict[str, Tensor], state: dict[str, Tensor]
+    ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+        """tgt_emb `[batch, tgt_len, emb]` -> (output `[batch, tgt_len, output_size]`,
+        attn_weights `[batch, heads, tgt_len, src_len]` or None, the state after these positions)."""
+        raise NotImplementedError
+
+
+class RecurrentDecoder(Decoder):
+    """A conditional LSTM/GRU decoder in the style of Luong et al. (2015) and JoeyNMT:
+
+        h_t = RNN([e_t; o_{t-1}], h_{t-1})          input feeding: o_{t-1} is the previous output
+        c_t = attention(query=h_t, memory)
+        o_t = tanh(W [h_t; c_t])                   the "attentional vector", the decoder's output
+
+    Bridge: every layer's initial hidden state is tanh(W_b final) (an LSTM's cell state starts at zero);
+    o_0 = 0. With `input_feeding=False` the RNN reads only e_t, so it runs over all positions in one call
+    and the attention receives all queries at once. With attention=none, c_t is empty and
+    o_t = tanh(W h_t).
+
+    State: {"hidden": [batch, layers, hidden], "cell" (LSTM), "input_feed": [batch, hidden] (input
+    feeding), "attention.<key>" (the attention's own state)}.
+    """
+
+    def __init__(
+        self,
+        embedding_size: int,
+        memory_size: int,
+        encoder_final_size: int,
+        attention: Callable[..., Attention],
+        rnn_type: Literal["lstm", "gru"] = "lstm",
+        hidden_size: int = 256,
+        num_layers: int = 1,
+        dropout: float = 0.1,
+        input_feeding: bool = True,
+    ) -> None:
+        super().__init__()
+        rnn = rnn_class(rnn_type, "decoder.rnn_type")
+        self.attention = attention(query_size=hidden_size, key_size=memory_size)
+        self.num_heads = self.attention.num_heads
+        self.is_lstm = rnn is nn.LSTM
+        self.num_layers = num_layers
+        self.input_feeding = input_feeding
+        self.rnn = rnn(
+            embedding_size + (hidden_size if input_feeding else 0),
+            hidden_size,
+            num_layers,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
+        self.bridge = nn.Linear(encoder_final_size, hidden_size)
+        self.output_layer = nn.Linear(hidden_size + self.attention.output_size, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        self.output_size = hidden_size
+
+    def start(self, enc: EncoderOutput) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        keys, values = self.attention.prepare(enc.memory)
+        cache = {"keys": keys, "values": values, "mask": enc.mask}
+        hidden = torch.tanh(self.bridge(enc.final))  # [batch, hidden]
+        state = {"hidden": hidden.unsqueeze(1).repeat(1, self.num_layers, 1)}  # [batch, layers, hidden]
+        if self.is_lstm:
+            state["cell"] = torch.zeros_like(state["hidden"])
+        if self.input_feeding:
+            state["input_feed"] = torch.zeros_like(hidden)
+        return cache, with_attention_state(state, self.attention.init_state(enc.mask))
+
+    def _attend(
+        self, rnn_output: Tensor, cache: dict[str, Tensor], attn_state: dict[str, Tensor]
+    ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+        """rnn_output `[batch, q_len, hidden]` -> (attentional vectors `[batch, q_len, hidden]`,
+        weights, attention state)."""
+        context, weights, attn_state = self.attention(
+            rnn_output, cache["keys"], cache["values"], cache["mask"], attn_state
+        )
+        output = torch.tanh(self.output_layer(self.dropout(torch.cat([rnn_output, context], dim=-1))))
+        return output, weights, attn_state
+
+    def forward(
+        self, tgt_emb: Tensor, cache: dict[str, Tensor], state: dict[str, Tensor]
+    ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+        # nn.LSTM wants [layers, batch, hidden]; the state is batch-first so beam search can reorder it
+        hidden = state["hidden"].transpose(0, 1).contiguous()
+        rnn_state = (hidden, state["cell"].transpose(0, 1).contiguous()) if self.is_lstm else hidden
+        attn_state = attention_state(state)
+        new_state: dict[str, Tensor] = {}
+        if self.input_feeding:
+            input_feed = state["input_feed"]  # [batch, hidden]
+            outputs, weights = [], []
+            for t in range(tgt_emb.size(1)):
+                rnn_input = torch.cat([tgt_emb[:, t : t + 1], input_feed.unsqueeze(1)], dim=-1)
+                rnn_output, rnn_state = self.rnn(rnn_input, rnn_state)  # [batch, 1, hidden]
+                output_t, weights_t, attn_state = self._attend(rnn_output, cache, attn_state)
+                input_feed = output_t.squeeze(1)
+                outputs.append(output_t)
+                weights.append(weights_t)
+            output = torch.cat(outputs, dim=1)  # [batch, tgt_len, hidden]
+            attn_weights = None if weights[0] is None else torch.cat(weights, dim=2)
+            new_state["input_feed"] = input_feed
+        else:
+            rnn_output, rnn_state = self.rnn(tgt_emb, rnn_state)  # [batch, tgt_len, hidden]
+            output, attn_weights, attn_state = self._attend(rnn_output, cache, attn_state)
+        if self.is_lstm:
+            hidden, cell = rnn_state
+            new_state["cell"] = cell.transpose(0, 1)
+        else:
+            hidden = rnn_state
+        new_state["hidden"] = hidden.transpose(0, 1)
+        return output, attn_weights, with_attention_state(new_state, attn_state)
+
+
+class TransformerDecoderLayer(nn.Module):
+    """One pre-LN decoder layer: causal self-attention, cross-attention (any parallel `Attention`), and
+    a position-wise feed-forward network, each as x + sublayer(LayerNorm(x))."""
+
+    def __init__(
+        self, d_model: int, num_heads: int, d_ff: int, dropout: float, cross_attention: Attention
+    ) -> None:
+        super().__init__()
+        self.self_attention_norm = nn.LayerNorm(d_model)
+        self.self_attention = nn.MultiheadAttention(d_model, num_heads, dropout=dropout, batch_first=True)
+        self.cross_attention_norm = nn.LayerNorm(d_model)
+        self.cross_attention = cross_attention
+        self.feed_forward_norm = nn.LayerNorm(d_model)
+        self.feed_forward = nn.Sequential(
+            nn.Linear(d_model, d_ff), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d_ff, d_model)
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self, x: Tensor, future: Tensor, keys: Tensor, values: Tensor, mask: Tensor
+    ) -> tuple[Tensor, Tensor | None]:
+        """x `[batch, tgt_len, d_model]`, future `[tgt_len, tgt_len]` (True = a later position, hidden)
+        -> (x `[batch, tgt_len, d_model]`, cross-attention weights `[batch, heads, tgt_len, src_len]`)."""
+        h = self.self_attention_norm(x)
+        h, _ = self.self_attention(h, h, h, attn_mask=future, need_weights=False)
+        x = x + self.dropout(h)
+        h = self.cross_attention_norm(x)
+        context, weights, _ = self.cross_attention(
+            h, keys, values, mask, self.cross_attention.init_state(mask)
+        )
+        x = x + self.dropout(context)
+        return x + self.dropout(self.feed_forward(self.feed_forward_norm(x))), weights
+
+
+class TransformerDecoder(Decoder):
+    """A pre-LN Transformer decoder (Vaswani et al. 2017) whose cross-attention is the configured
+    attention (one instance per layer, query and key size d_model):
+
+        x_0 = sqrt(d_model) * Linear(embedding) + positions
+        per layer: x + CausalSelfAttention(LN(x)), x + CrossAttention(LN(x), memory), x + FeedForward(LN(x))
+        output = LN(x_L)
+
+    The memory is projected to d_model once per batch (in `start`) if its size differs. Incremental
+    decoding keeps the embedded prefix in the state ({"prefix": [batch, t, emb]}); `forward` appends the
+    new positions, runs the stack causally over the whole prefix and returns only the new positions. The
+    returned weights are the last layer's cross-attention weights.
+    """
+
+    def __init__(
+        self,
+        embedding_size: int,
+        memory_size: int,
+        encoder_final_size: int,
+        attention: Callable[..., Attention],
+        d_model: int = 256,
+        num_layers: int = 3,
+        num_heads: int = 4,
+        d_ff: int = 1024,
+        dropout: float = 0.1,
+        positions: Literal["sinusoidal", "learned"] = "sinusoidal",
+        max_positions: int = 512,
+    ) -> None:
+        super().__init__()
+        if d_model % num_heads != 0:
+            raise ConfigError(
+                f"decoder.num_heads={num_heads} must divide decoder.d_model={d_model}; change one of them."
+            )
+        cross_attentions = [attention(query_size=d_model, key_size=d_model) for _ in range(num_layers)]
+        self._check_cross_attention(cross_attentions[0])
+        self.d_model = d_model
+        self.embedding_size = embedding_size
+        self.num_heads = cross_attentions[0].num_heads
+        self.input_layer = nn.Identity() if embedding_size == d_model else nn.Linear(embedding_size, d_model)
+        self.memory_layer = nn.Identity() if memory_size == d_model else nn.Linear(memory_size, d_model)
+        self.positions = build_positions(positions, d_model, max_positions, owner="decoder")
+        self.layers = nn.ModuleList(
+            TransformerDecoderLayer(d_model, num_heads, d_ff, dropout, cross_attention)
+            for cross_attention in cross_attentions
+        )
+        self.norm = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.output_size = d_model
+
+    @staticmethod
+    def _check_cross_attention(attention: Attention) -> None:
+        others = "choose attention=multihead, scaled_dot, bahdanau, luong_dot, luong_general or luong_concat"
+        if attention.output_size == 0:
+            raise ConfigError(
+                f"decoder=transformer cannot use attention={attention.name}: a Transformer decoder sees the "
+                "source only through cross-attention (it has no initial state to bridge the encoder into). "
+                f"Use decoder=lstm or decoder=gru with attention={attention.name}, or {others}."
+            )
+        if not attention.parallel:
+            raise ConfigError(
+                f"decoder=transformer cannot use attention={attention.name}: {attention.name} attention is "
+                "sequential (each step needs the previous steps' attention). Use decoder=lstm or "
+                f"decoder=gru with attention={attention.name}, or {others}."
+            )
+
+    def start(self, enc: EncoderOutput) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        memory = self.memory_layer(enc.memory)  # [batch, src_len, d_model]
+        prepared = [layer.cross_attention.prepare(memory) for layer in self.layers]
+        cache = {
+            "keys": torch.stack([keys for keys, _ in prepared], dim=1),  # [batch, layers, ...]
+            "values": torch.stack([values for _, values in prepared], dim=1),  # [batch, layers, ...]
+            "mask": enc.mask,
+        }
+        prefix = enc.memory.new_zeros(enc.memory.size(0), 0, self.embedding_size)  # [batch, 0, emb]
+        return cache, {"prefix": prefix}
+
+    def forward(
+        self, tgt_emb: Tensor, cache: dict[str, Tensor], state: dict[str, Tensor]
+    ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+        prefix = torch.cat([state["prefix"], tgt_emb], dim=1)  # [batch, t + tgt_len, emb]
+        length = prefix.size(1)
+        future = torch.ones(length, length, dtype=torch.bool, device=prefix.device).triu(diagonal=1)
+        x = self.input_layer(prefix) * math.sqrt(self.d_model)  # [batch, t + tgt_len, d_model]
+        x = self.dropout(self.positions(x))
+        for i, layer in enumerate(self.layers):
+            x, weights = layer(x, future, cache["keys"][:, i], cache["values"][:, i], cache["mask"])
+        new = slice(length - tgt_emb.size(1), length)
+        output = self.norm(x[:, new])  # [batch, tgt_len, d_model]
+        return output, weights[:, :, new], {"prefix": prefix}

@@ -1,0 +1,193 @@
+"""Encoders: embedded source `[batch, src_len, emb]` -> `EncoderOutput`.
+
+Every encoder returns the memory the attention reads, the source mask, and a `final` summary vector
+that initialises the decoder (the "bridge"). Padding never changes what an encoder computes for the real
+positions of a sentence: recurrent encoders pack the sequences, the others mask.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from src.errors import ConfigError
+from src.models.positional import LearnedPositions, build_positions
+
+
+@dataclass
+class EncoderOutput:
+    memory: Tensor  # [batch, src_len, output_size]
+    mask: Tensor  # [batch, src_len] bool, True = real token
+    final: Tensor  # [batch, output_size]: summary of the source for the decoder's bridge
+
+
+class Encoder(nn.Module):
+    """Base class; `output_size` is the size of the memory vectors and of `final`."""
+
+    output_size: int
+
+    def forward(self, src_emb: Tensor, src_len: Tensor, mask: Tensor) -> EncoderOutput:
+        """src_emb `[batch, src_len, emb]`, src_len `[batch]`, mask `[batch, src_len]` (True = real)."""
+        raise NotImplementedError
+
+
+def rnn_class(rnn_type: str, option: str) -> type[nn.LSTM] | type[nn.GRU]:
+    """nn.LSTM or nn.GRU for the config option `option` (e.g. "encoder.rnn_type")."""
+    if rnn_type == "lstm":
+        return nn.LSTM
+    if rnn_type == "gru":
+        return nn.GRU
+    raise ConfigError(f"{option}={rnn_type!r} is unknown; use lstm or gru.")
+
+
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Mean over the real positions: x `[batch, len, size]`, mask `[batch, len]` -> `[batch, size]`."""
+    keep = mask.unsqueeze(-1).to(x.dtype)  # [batch, len, 1]
+    return (x * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0)
+
+
+class RecurrentEncoder(Encoder):
+    """A (bidirectional) LSTM or GRU over packed sequences.
+
+    `hidden_size` is the size of the output: each direction has hidden_size / 2 units when
+    bidirectional. `final` = [the last layer's final forward state; its final backward state] (the
+    backward RNN ends on the first token). Packing means padding changes neither.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        rnn_type: Literal["lstm", "gru"] = "lstm",
+        hidden_size: int = 256,
+        num_layers: int = 1,
+        dropout: float = 0.1,
+        bidirectional: bool = True,
+    ) -> None:
+        super().__init__()
+        rnn = rnn_class(rnn_type, "encoder.rnn_type")
+        if bidirectional and hidden_size % 2 != 0:
+            raise ConfigError(
+                f"encoder.hidden_size={hidden_size} must be even with encoder.bidirectional=true "
+                "(each direction gets half); use an even size or encoder.bidirectional=false."
+            )
+        self.num_layers = num_layers
+        self.num_directions = 2 if bidirectional else 1
+        self.rnn = rnn(
+            input_size,
+            hidden_size // self.num_directions,
+            num_layers,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+            bidirectional=bidirectional,
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.output_size = hidden_size
+
+    def forward(self, src_emb: Tensor, src_len: Tensor, mask: Tensor) -> EncoderOutput:
+        batch_size, max_len, _ = src_emb.shape
+        packed = pack_padded_sequence(src_emb, src_len.cpu(), batch_first=True, enforce_sorted=False)
+        packed_memory, hidden = self.rnn(packed)
+        if isinstance(hidden, tuple):  # an LSTM returns (h, c); the bridge uses h
+            hidden = hidden[0]
+        memory, _ = pad_packed_sequence(packed_memory, batch_first=True, total_length=max_len)
+        # hidden [layers * directions, batch, size] -> the last layer: [directions, batch, size]
+        last_layer = hidden.view(self.num_layers, self.num_directions, batch_size, -1)[-1]
+        final = last_layer.transpose(0, 1).reshape(batch_size, self.output_size)  # [batch, hidden]
+        return EncoderOutput(memory=self.dropout(memory), mask=mask, final=final)
+
+
+class ConvEncoder(Encoder):
+    """A convolutional encoder in the style of ConvS2S (Gehring et al. 2017, "Convolutional Sequence to
+    Sequence Learning", section 3):
+
+        x_0 = Linear(token embedding + learned position embedding)
+        x_l = sqrt(0.5) * (GLU(Conv1d(dropout(x_{l-1}))) + x_{l-1})       GLU(a; b) = a * sigmoid(b)
+
+    Padded positions are zeroed before every convolution, so they look exactly like the convolution's
+    own "same" zero padding and never leak into real positions. `final` = the mean of the real
+    positions. (Unlike the paper, the memory is not projected back to the embedding size.)
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int = 256,
+        num_layers: int = 4,
+        kernel_size: int = 3,
+        dropout: float = 0.1,
+        max_positions: int = 512,
+    ) -> None:
+        super().__init__()
+        if kernel_size % 2 == 0:
+            raise ConfigError(
+                f"encoder.kernel_size={kernel_size} must be odd so that a 'same' convolution is centred "
+                "on each token; use e.g. 3 or 5."
+            )
+        self.positions = LearnedPositions(input_size, max_positions, owner="encoder")
+        self.input_layer = nn.Linear(input_size, hidden_size)
+        self.convolutions = nn.ModuleList(
+            nn.Conv1d(hidden_size, 2 * hidden_size, kernel_size, padding=kernel_size // 2)
+            for _ in range(num_layers)
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.output_size = hidden_size
+
+    def forward(self, src_emb: Tensor, src_len: Tensor, mask: Tensor) -> EncoderOutput:
+        padding = ~mask.unsqueeze(-1)  # [batch, src_len, 1]
+        x = self.input_layer(self.dropout(self.positions(src_emb)))  # [batch, src_len, hidden]
+        for convolution in self.convolutions:
+            h = self.dropout(x).masked_fill(padding, 0.0).transpose(1, 2)  # [batch, hidden, src_len]
+            h = F.glu(convolution(h), dim=1).transpose(1, 2)  # [batch, src_len, hidden]
+            x = (h + x) * math.sqrt(0.5)
+        memory = x.masked_fill(padding, 0.0)
+        return EncoderOutput(memory=memory, mask=mask, final=masked_mean(memory, mask))
+
+
+class TransformerEncoder(Encoder):
+    """A pre-LayerNorm Transformer encoder (Vaswani et al. 2017; pre-LN as in Xiong et al. 2020, "On
+    Layer Normalization in the Transformer Architecture"):
+
+        x_0 = sqrt(d_model) * Linear(embedding) + positions
+        x_l = x + SelfAttention(LN(x)),  then x + FeedForward(LN(x))
+        memory = LN(x_L)
+
+    Padded positions are excluded as attention keys. `final` = the mean of the real positions.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        d_model: int = 256,
+        num_layers: int = 3,
+        num_heads: int = 4,
+        d_ff: int = 1024,
+        dropout: float = 0.1,
+        positions: Literal["sinusoidal", "learned"] = "sinusoidal",
+        max_positions: int = 512,
+    ) -> None:
+        super().__init__()
+        if d_model % num_heads != 0:
+            raise ConfigError(
+                f"encoder.num_heads={num_heads} must divide encoder.d_model={d_model}; change one of them."
+            )
+        self.d_model = d_model
+        self.input_layer = nn.Identity() if input_size == d_model else nn.Linear(input_size, d_model)
+        self.positions = build_positions(positions, d_model, max_positions, owner="encoder")
+        self.layers = nn.ModuleList(
+            nn.TransformerEncoderLayer(d_model, num_heads, d_ff, dropout, batch_first=True, norm_first=True)
+            for _ in range(num_layers)
+        )
+        self.norm = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.output_size = d_model
+
+    def forward(self, src_emb: Tensor, src_len: Tensor, mask: Tensor) -> EncoderOutput:
+        x = self.input_layer(src_emb) * math.sqrt(self.d_model)  # [batch, src_len, d_model]
+        x = self.dropout(self.positions(x))
+        for layer in self.layers:
+            x = layer(x, src_key_padding_mask=~mask)  # PyTorch's key padding mask: True = ignore
+        memory = self.norm(x)
+        return EncoderOutput(memory=memory, mask=mask, final=masked_mean(memory, mask))

@@ -1,0 +1,124 @@
+"""The translation model: embeddings + encoder + (attention inside the) decoder + output layer."""
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from src.errors import ConfigError
+from src.models.attention import Attention
+from src.models.decoders import Decoder
+from src.models.encoders import Encoder, EncoderOutput
+from src.models.initialization import InitScheme, initialize
+
+
+class Seq2Seq(nn.Module):
+    """An encoder-decoder translation model.
+
+    `encoder`, `attention` and `decoder` arrive as partially built constructors (Hydra `_partial_: true`)
+    and are completed here with the sizes only the model knows: the encoder gets `input_size`, the
+    decoder gets the embedding, memory and encoder-final sizes and the attention constructor.
+
+    `tie_embeddings` makes the output layer reuse the target embedding matrix (Press & Wolf 2017); it
+    needs the decoder output size to equal `embedding_size` (no projection is added, so that the tied
+    matrix is exactly the embedding).
+    """
+
+    def __init__(
+        self,
+        src_vocab_size: int,
+        tgt_vocab_size: int,
+        encoder: Callable[..., Encoder],
+        attention: Callable[..., Attention],
+        decoder: Callable[..., Decoder],
+        embedding_size: int = 256,
+        tie_embeddings: bool = False,
+        embedding_dropout: float = 0.0,
+        init: InitScheme = "uniform",
+        init_range: float = 0.1,
+        pad_id: int = 0,
+        bos_id: int = 2,
+        eos_id: int = 3,
+    ) -> None:
+        super().__init__()
+        self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
+        self.src_embedding = nn.Embedding(src_vocab_size, embedding_size, padding_idx=pad_id)
+        self.tgt_embedding = nn.Embedding(tgt_vocab_size, embedding_size, padding_idx=pad_id)
+        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        self.encoder = encoder(input_size=embedding_size)
+        self.decoder = decoder(
+            embedding_size=embedding_size,
+            memory_size=self.encoder.output_size,
+            encoder_final_size=self.encoder.output_size,
+            attention=attention,
+        )
+        self.output_layer = nn.Linear(self.decoder.output_size, tgt_vocab_size)
+        if tie_embeddings:
+            if self.decoder.output_size != embedding_size:
+                raise ConfigError(
+                    f"model.net.tie_embeddings=true needs the decoder output size "
+                    f"({self.decoder.output_size}) to equal model.net.embedding_size ({embedding_size}); "
+                    "make them equal (decoder.hidden_size or decoder.d_model) or set "
+                    "model.net.tie_embeddings=false."
+                )
+            self.output_layer.weight = self.tgt_embedding.weight
+        initialize(self, init, init_range)
+
+    @property
+    def num_heads(self) -> int:
+        """Number of cross-attention distributions per target position (0 without attention)."""
+        return self.decoder.num_heads
+
+    def encode(self, src: Tensor, src_len: Tensor) -> EncoderOutput:
+        """src `[batch, src_len]`, src_len `[batch]` -> EncoderOutput (mask = src != pad)."""
+        mask = src != self.pad_id  # [batch, src_len]
+        return self.encoder(self.embedding_dropout(self.src_embedding(src)), src_len, mask)
+
+    def start_decoding(self, enc: EncoderOutput) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """-> (cache, state) for `decode_step`; see `Decoder.start`."""
+        return self.decoder.start(enc)
+
+    def _decode(
+        self, tokens: Tensor, cache: dict[str, Tensor], state: dict[str, Tensor]
+    ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+        """tokens `[batch, len]` -> (logits `[batch, len, tgt_vocab]`, attn_weights, state)."""
+        tgt_emb = self.embedding_dropout(self.tgt_embedding(tokens))  # [batch, len, emb]
+        output, attn_weights, state = self.decoder(tgt_emb, cache, state)
+        return self.output_layer(output), attn_weights, state
+
+    def forward(
+        self, src: Tensor, src_len: Tensor, tgt_in: Tensor, teacher_forcing_ratio: float = 1.0
+    ) -> tuple[Tensor, Tensor | None]:
+        """src `[batch, src_len]`, src_len `[batch]`, tgt_in `[batch, tgt_len]` (<bos> y) ->
+        (logits `[batch, tgt_len, tgt_vocab]`, attn_weights `[batch, heads, tgt_len, src_len]` or None).
+
+        With teacher_forcing_ratio < 1 the target is decoded step by step and, at each step and for each
+        sentence independently, the model's own argmax prediction replaces the reference token with
+        probability 1 - teacher_forcing_ratio.
+        """
+        if not 0.0 <= teacher_forcing_ratio <= 1.0:
+            raise ConfigError(f"teacher_forcing_ratio={teacher_forcing_ratio} must be between 0 and 1.")
+        cache, state = self.start_decoding(self.encode(src, src_len))
+        if teacher_forcing_ratio == 1.0:
+            logits, attn_weights, _ = self._decode(tgt_in, cache, state)
+            return logits, attn_weights
+        tokens = tgt_in[:, :1]  # [batch, 1]
+        steps, weights = [], []
+        for t in range(tgt_in.size(1)):
+            logits_t, weights_t, state = self._decode(tokens, cache, state)  # [batch, 1, tgt_vocab]
+            steps.append(logits_t)
+            weights.append(weights_t)
+            if t + 1 < tgt_in.size(1):
+                use_reference = torch.rand(tgt_in.size(0), 1, device=tgt_in.device) < teacher_forcing_ratio
+                tokens = torch.where(use_reference, tgt_in[:, t + 1 : t + 2], logits_t.argmax(dim=-1))
+        attn_weights = None if weights[0] is None else torch.cat(weights, dim=2)
+        return torch.cat(steps, dim=1), attn_weights
+
+    def decode_step(
+        self, tokens: Tensor, cache: dict[str, Tensor], state: dict[str, Tensor]
+    ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+        """tokens `[batch, 1]` -> (log_probs `[batch, tgt_vocab]` float32,
+        attn_weights `[batch, heads, 1, src_len]` or None, the next state)."""
+        logits, attn_weights, state = self._decode(tokens, cache, state)
+        return F.log_softmax(logits.squeeze(1).float(), dim=-1), attn_weights, state

@@ -1,0 +1,95 @@
+"""Train a model: `python -m src.train [group=option ...] [key=value ...]` (see conf/train.yaml).
+
+Reads like a table of contents: build the data, the model, the callbacks and loggers, the trainer; fit;
+test; print where everything is; return the metric a sweeper optimises.
+"""
+
+import logging
+from pathlib import Path
+
+import hydra
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from src.checkpoint import read_checkpoint
+from src.config import register_resolvers, to_plain
+from src.data.codec import Codec
+from src.entry import user_errors_exit
+from src.errors import CheckpointError
+
+log = logging.getLogger("seq2seq-lab")
+register_resolvers()
+
+
+def train(cfg: DictConfig) -> float | None:
+    L.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(HydraConfig.get().runtime.output_dir)
+
+    log.info("Reading the data <%s>", cfg.data._target_)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    datamodule.save(output_dir)
+    if cfg.get("ckpt_path"):
+        check_resumable(cfg.ckpt_path, datamodule.codec)
+
+    log.info("Building the model <%s>", cfg.model.net._target_)
+    model = instantiate(cfg.model, codec=datamodule.codec)
+    model.run_config = to_plain(cfg)
+    callbacks = instantiate_each(cfg.get("callbacks"))
+    loggers = instantiate_each(cfg.get("logger"))
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if cfg.get("test") and datamodule.has_test and not trainer.fast_dev_run:
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+
+    metric = trainer.callback_metrics.get(cfg.optimized_metric)
+    if cfg.optimized_metric == "val/bleu" and model.best_bleu > float("-inf"):
+        metric = model.best_bleu  # a sweeper should rank runs by their best epoch, not their last
+    summarize(trainer, output_dir, model.best_bleu)
+    return None if metric is None else float(metric)
+
+
+def instantiate_each(group: DictConfig | None) -> list:
+    """Instantiate every entry of a config group (callbacks, loggers); `null` entries are switched off."""
+    if not group:
+        return []
+    return [instantiate(node) for node in group.values() if node is not None and "_target_" in node]
+
+
+def check_resumable(ckpt_path: str, codec: Codec) -> None:
+    """Refuse to resume from a checkpoint whose vocabularies differ from those of the data."""
+    saved = read_checkpoint(ckpt_path)["seq2seq_lab"]["codec"]
+    current = codec.state_dict()
+    for side in ("src_vocab", "tgt_vocab"):
+        if saved.get(side) != current.get(side):
+            raise CheckpointError(
+                f"Cannot resume from {ckpt_path}: its {side.replace('_', ' ')}ulary differs from the one built "
+                "from the current data (different corpus, tokenizer or data.*_min_freq/max_size?). Resume "
+                "with the data settings of the original run (see its .hydra/config.yaml)."
+            )
+
+
+def summarize(trainer: L.Trainer, output_dir: Path, best_bleu: float) -> None:
+    lines = [f"Run folder: {output_dir}"]
+    if best_bleu > float("-inf"):
+        lines.append(f"Best validation BLEU: {best_bleu:.2f}")
+    if trainer.checkpoint_callback and trainer.checkpoint_callback.dirpath:
+        lines.append(f"Checkpoints: {trainer.checkpoint_callback.dirpath} (best.ckpt, last.ckpt)")
+    if trainer.logger is not None and trainer.logger.log_dir:
+        lines.append(f"TensorBoard: tensorboard --logdir {trainer.logger.log_dir}")
+    lines.append(f"Config: {output_dir / '.hydra' / 'config.yaml'}")
+    log.info("Done.\n  %s", "\n  ".join(lines))
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@user_errors_exit
+def main(cfg: DictConfig) -> float | None:
+    return train(cfg)
+
+
+if __name__ == "__main__":
+    main()

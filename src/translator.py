@@ -1,0 +1,72 @@
+"""Raw text in, translations out: tokenise, batch by length, search, detokenise.
+
+Shared by validation, the callbacks and the command-line tools, so all of them translate the same way.
+"""
+
+import logging
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from src.data.codec import Codec
+from src.data.datamodule import collate_sources
+from src.decoding import Hypothesis, SequenceGenerator
+
+log = logging.getLogger(__name__)
+
+EMPTY = Hypothesis(tokens=[], score=0.0, log_prob=0.0, attention=None)
+
+
+class Translator:
+    """Translate sentences with `net`, in batches of similar length, returning results in input order."""
+
+    def __init__(
+        self,
+        net: nn.Module,
+        codec: Codec,
+        generator: SequenceGenerator,
+        batch_size: int = 64,
+        max_src_len: int | None = 200,
+    ):
+        self.net, self.codec, self.generator = net, codec, generator
+        self.batch_size, self.max_src_len = batch_size, max_src_len
+
+    def encode(self, text: str) -> list[int]:
+        """Source ids; an over-long sentence is truncated to `max_src_len` tokens with a warning."""
+        ids = self.codec.encode_src(text)
+        if self.max_src_len is not None and len(ids) > self.max_src_len:
+            log.warning(
+                "Truncated a source of %d tokens to max_src_len=%d: %.60s...",
+                len(ids),
+                self.max_src_len,
+                text,
+            )
+            ids = ids[: self.max_src_len]
+        return ids
+
+    def translate(self, texts: Sequence[str]) -> list[list[Hypothesis]]:
+        """n-best hypotheses (best first) per input sentence; an empty sentence gives an empty translation."""
+        ids = [self.encode(text) for text in texts]
+        results: list[list[Hypothesis]] = [[EMPTY] for _ in texts]
+        order = sorted((i for i in range(len(ids)) if ids[i]), key=lambda i: len(ids[i]))
+        device = next(self.net.parameters()).device
+        was_training = self.net.training
+        self.net.eval()
+        try:
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start : start + self.batch_size]
+                src, src_len = collate_sources([ids[i] for i in chunk])
+                nbest = self.generator(self.net, src.to(device), src_len.to(device))
+                for i, hyps in zip(chunk, nbest, strict=True):
+                    results[i] = hyps
+        finally:
+            self.net.train(was_training)
+        return results
+
+    def to_text(self, hypothesis: Hypothesis) -> str:
+        return self.codec.decode_tgt(hypothesis.tokens)
+
+    def translate_text(self, texts: Sequence[str]) -> list[str]:
+        """The best translation of each sentence, as detokenized text."""
+        return [self.to_text(nbest[0]) for nbest in self.translate(texts)]

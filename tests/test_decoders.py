@@ -1,0 +1,195 @@
+"""Decoders: one position at a time equals all at once, the beam-search state contract, invalid options."""
+
+import functools
+
+import pytest
+import torch
+
+from src.errors import ConfigError
+from src.models.attention import (
+    BahdanauAttention,
+    CoverageAttention,
+    LuongConcatAttention,
+    LuongDotAttention,
+    LuongGeneralAttention,
+    MultiHeadAttention,
+    NoAttention,
+    ScaledDotAttention,
+)
+from src.models.decoders import Decoder, RecurrentDecoder, TransformerDecoder
+from src.models.encoders import EncoderOutput
+
+BATCH, SRC_LEN, TGT_LEN, EMB, MEMORY, FINAL, HIDDEN = 4, 5, 6, 16, 32, 24, 32
+LENGTHS = torch.tensor([5, 3, 1, 4])
+
+ATTENTIONS = {
+    "bahdanau": functools.partial(BahdanauAttention, hidden_size=16),
+    "luong_dot": LuongDotAttention,
+    "luong_general": LuongGeneralAttention,
+    "luong_concat": functools.partial(LuongConcatAttention, hidden_size=16),
+    "scaled_dot": ScaledDotAttention,
+    "multihead": functools.partial(MultiHeadAttention, num_heads=2, hidden_size=16),
+    "coverage": functools.partial(CoverageAttention, hidden_size=16),
+    "none": NoAttention,
+}
+PARALLEL = [name for name in ATTENTIONS if name not in ("coverage", "none")]
+
+
+def recurrent(attention: str, rnn_type: str = "lstm", input_feeding: bool = True) -> RecurrentDecoder:
+    torch.manual_seed(0)
+    return RecurrentDecoder(
+        EMB,
+        MEMORY,
+        FINAL,
+        ATTENTIONS[attention],
+        rnn_type=rnn_type,
+        hidden_size=HIDDEN,
+        num_layers=2,
+        input_feeding=input_feeding,
+    ).eval()
+
+
+def transformer(attention: str, memory_size: int = MEMORY) -> TransformerDecoder:
+    torch.manual_seed(0)
+    return TransformerDecoder(
+        EMB, memory_size, FINAL, ATTENTIONS[attention], d_model=HIDDEN, num_layers=2, num_heads=2, d_ff=64
+    ).eval()
+
+
+def encoder_output(memory_size: int = MEMORY) -> EncoderOutput:
+    generator = torch.Generator().manual_seed(1)
+    return EncoderOutput(
+        memory=torch.randn(BATCH, SRC_LEN, memory_size, generator=generator),
+        mask=torch.arange(SRC_LEN).unsqueeze(0) < LENGTHS.unsqueeze(1),
+        final=torch.randn(BATCH, FINAL, generator=generator),
+    )
+
+
+def target() -> torch.Tensor:
+    return torch.randn(BATCH, TGT_LEN, EMB, generator=torch.Generator().manual_seed(2))
+
+
+def assert_stepwise_equals_all_at_once(decoder: Decoder, enc: EncoderOutput) -> None:
+    tgt_emb = target()
+    cache, state = decoder.start(enc)
+    output, weights, _ = decoder(tgt_emb, cache, state)
+    outputs, step_weights = [], []
+    for t in range(TGT_LEN):
+        output_t, weights_t, state = decoder(tgt_emb[:, t : t + 1], cache, state)
+        outputs.append(output_t)
+        step_weights.append(weights_t)
+    torch.testing.assert_close(torch.cat(outputs, dim=1), output)
+    if weights is None:
+        assert all(w is None for w in step_weights)
+    else:
+        torch.testing.assert_close(torch.cat(step_weights, dim=2), weights)
+
+
+@pytest.mark.parametrize("input_feeding", [True, False], ids=["input_feeding", "no_input_feeding"])
+@pytest.mark.parametrize("rnn_type", ["lstm", "gru"])
+@pytest.mark.parametrize("attention", ATTENTIONS)
+def test_recurrent_stepwise_equals_all_at_once(attention: str, rnn_type: str, input_feeding: bool) -> None:
+    assert_stepwise_equals_all_at_once(recurrent(attention, rnn_type, input_feeding), encoder_output())
+
+
+@pytest.mark.parametrize("memory_size", [MEMORY, 24], ids=["same_size", "projected_memory"])
+@pytest.mark.parametrize("attention", PARALLEL)
+def test_transformer_incremental_equals_all_at_once(attention: str, memory_size: int) -> None:
+    assert_stepwise_equals_all_at_once(transformer(attention, memory_size), encoder_output(memory_size))
+
+
+@pytest.mark.parametrize("attention", ATTENTIONS)
+def test_recurrent_output_and_weights_have_documented_shapes(attention: str) -> None:
+    decoder = recurrent(attention)
+    output, weights, _ = decoder(target(), *decoder.start(encoder_output()))
+    assert output.shape == (BATCH, TGT_LEN, decoder.output_size)
+    if attention == "none":
+        assert weights is None
+    else:
+        assert weights.shape == (BATCH, decoder.num_heads, TGT_LEN, SRC_LEN)
+
+
+@pytest.mark.parametrize("attention", PARALLEL)
+def test_transformer_weights_have_documented_shape(attention: str) -> None:
+    decoder = transformer(attention)
+    output, weights, _ = decoder(target(), *decoder.start(encoder_output()))
+    assert output.shape == (BATCH, TGT_LEN, HIDDEN)
+    assert weights.shape == (BATCH, decoder.num_heads, TGT_LEN, SRC_LEN)
+
+
+DECODERS = {
+    "lstm-coverage": lambda: recurrent("coverage", "lstm"),
+    "gru-bahdanau-no_input_feeding": lambda: recurrent("bahdanau", "gru", input_feeding=False),
+    "transformer-multihead": lambda: transformer("multihead"),
+}
+
+
+@pytest.mark.parametrize("name", DECODERS)
+def test_cache_and_state_are_batch_first(name: str) -> None:
+    decoder = DECODERS[name]()
+    cache, state = decoder.start(encoder_output())
+    _, _, state = decoder(target()[:, :2], cache, state)
+    assert all(value.size(0) == BATCH for value in [*cache.values(), *state.values()])
+
+
+@pytest.mark.parametrize("name", DECODERS)
+def test_reordering_the_state_reorders_the_hypotheses(name: str) -> None:
+    """The beam-search contract: expand the cache per source, reorder only the state."""
+    decoder = DECODERS[name]()
+    beams = 2
+    cache, state = decoder.start(encoder_output())
+    cache = {key: value.repeat_interleave(beams, dim=0) for key, value in cache.items()}
+    state = {key: value.repeat_interleave(beams, dim=0) for key, value in state.items()}
+    tgt_emb = torch.randn(BATCH * beams, 2, EMB, generator=torch.Generator().manual_seed(3))
+    _, _, state = decoder(tgt_emb[:, :1], cache, state)
+    output, weights, _ = decoder(tgt_emb[:, 1:], cache, state)
+    # hypotheses stay within their own sentence's beam: 0,1 -> sentence 0; 2,3 -> sentence 1 ...
+    order = torch.tensor([1, 1, 2, 3, 5, 4, 7, 6])
+    reordered = {key: value.index_select(0, order) for key, value in state.items()}
+    output_reordered, weights_reordered, _ = decoder(tgt_emb[order, 1:], cache, reordered)
+    torch.testing.assert_close(output_reordered, output[order])
+    torch.testing.assert_close(weights_reordered, weights[order])
+
+
+def test_every_layer_starts_from_the_bridged_encoder_final() -> None:
+    decoder = recurrent("bahdanau")
+    enc = encoder_output()
+    _, state = decoder.start(enc)
+    bridged = torch.tanh(decoder.bridge(enc.final))
+    for layer in range(2):
+        torch.testing.assert_close(state["hidden"][:, layer], bridged)
+    assert (state["cell"] == 0).all()
+    assert (state["input_feed"] == 0).all()
+
+
+def test_recurrent_decoder_without_attention_still_reads_the_source() -> None:
+    decoder = recurrent("none")
+    enc = encoder_output()
+    other = EncoderOutput(enc.memory, enc.mask, enc.final.flip(0))
+    output, _, _ = decoder(target(), *decoder.start(enc))
+    output_other, _, _ = decoder(target(), *decoder.start(other))
+    assert not torch.allclose(output, output_other)
+
+
+@pytest.mark.parametrize("attention", ["coverage", "none"])
+def test_transformer_decoder_rejects_attention_it_cannot_use(attention: str) -> None:
+    with pytest.raises(
+        ConfigError, match=f"decoder=transformer cannot use attention={attention}.*decoder=lstm"
+    ):
+        transformer(attention)
+
+
+def test_transformer_decoder_rejects_heads_that_do_not_divide_d_model() -> None:
+    with pytest.raises(ConfigError, match="decoder.num_heads=3"):
+        TransformerDecoder(EMB, MEMORY, FINAL, ScaledDotAttention, d_model=HIDDEN, num_heads=3)
+
+
+def test_unknown_decoder_rnn_type_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="decoder.rnn_type"):
+        RecurrentDecoder(EMB, MEMORY, FINAL, BahdanauAttention, rnn_type="rnn")  # type: ignore[arg-type]
+
+
+def test_target_longer_than_max_positions_is_rejected() -> None:
+    decoder = TransformerDecoder(EMB, MEMORY, FINAL, ScaledDotAttention, d_model=HIDDEN, max_positions=4)
+    with pytest.raises(ConfigError, match="decoder.max_positions=4"):
+        decoder(target(), *decoder.start(encoder_output()))
