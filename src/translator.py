@@ -6,7 +6,6 @@ Shared by validation, the callbacks and the command-line tools, so all of them t
 import logging
 from collections.abc import Sequence
 
-import torch
 from torch import nn
 
 from src.data.codec import Codec

@@ -17,7 +17,7 @@ def test_chrf_equals_sacrebleu_corpus_chrf():
 
 def test_corpus_bleu_is_not_the_mean_of_sentence_bleu():
     corpus = corpus_scores(HYPS, REFS).bleu
-    mean = sum(sacrebleu.sentence_bleu(h, [r]).score for h, r in zip(HYPS, REFS)) / len(HYPS)
+    mean = sum(sacrebleu.sentence_bleu(h, [r]).score for h, r in zip(HYPS, REFS, strict=True)) / len(HYPS)
     assert abs(corpus - mean) > 1.0
 
 
