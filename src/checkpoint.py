@@ -16,11 +16,13 @@ from typing import Any
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from src.data.codec import Codec
-from src.errors import CheckpointError
+from src.errors import CheckpointError, ConfigError
+from src.models.quantization import quantize_int8
+from src.translator import Translator
 
 # modules a checkpoint's config may instantiate: ours and torch's, nothing else
 ALLOWED_TARGET_PREFIXES = ("src.", "torch.")
@@ -114,6 +116,52 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
             "The checkpoint was written by an incompatible version of the code."
         ) from err
     return LoadedModel(net=net.to(device).eval(), codec=codec, config=config)
+
+
+def load_translator(cfg: DictConfig) -> tuple[Translator, dict[str, Any]]:
+    """The Translator a command asks for, and the config the model was trained with.
+
+    Reads the options that evaluate, translate and visualize share: `ckpt_path`, `device` (auto, cpu,
+    cuda, cuda:N), `decode` (a `SequenceGenerator` node), `batch_size`, `max_src_len` and, where a command
+    has it, `int8` (translate with int8 linear layers on the CPU: `src.models.quantization`).
+    """
+    if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
+        raise ConfigError(
+            "ckpt_path is missing: name the checkpoint to use, e.g. "
+            "ckpt_path=outputs/train/runs/<date>_<time>/checkpoints/best.ckpt"
+        )
+    if not (isinstance(cfg.batch_size, int) and cfg.batch_size >= 1):
+        raise ConfigError(f"batch_size={cfg.batch_size} is out of range: it must be an integer >= 1.")
+    if cfg.max_src_len is not None and not (isinstance(cfg.max_src_len, int) and cfg.max_src_len >= 1):
+        raise ConfigError(
+            f"max_src_len={cfg.max_src_len} is out of range: it must be an integer >= 1, or null for no limit."
+        )
+    generator = instantiate(cfg.decode)
+    device = resolve_device(cfg.device)
+    if cfg.get("int8") and device.type != "cpu":
+        raise ConfigError(f"int8=true quantises for the CPU only; use device=cpu (got device={cfg.device}).")
+    loaded = load_model(cfg.ckpt_path, device)
+    net = quantize_int8(loaded.net) if cfg.get("int8") else loaded.net
+    translator = Translator(net, loaded.codec, generator, cfg.batch_size, cfg.max_src_len)
+    return translator, loaded.config
+
+
+def resolve_device(device: str) -> torch.device:
+    """`auto`: the GPU when PyTorch sees one, else the CPU; `cpu`; `cuda` or `cuda:N`."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        return torch.device("cpu")
+    if isinstance(device, str) and device.split(":")[0] == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device={device}, but PyTorch sees no CUDA GPU here. Use device=cpu or device=auto."
+            )
+        try:
+            return torch.device(device)
+        except RuntimeError:
+            pass
+    raise ConfigError(f"device={device} is not a device: use auto, cpu, cuda or cuda:N.")
 
 
 def _check_targets(node: Any, path: Any) -> None:

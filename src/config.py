@@ -1,5 +1,6 @@
 """Hydra glue shared by the entry points: resolvers and the config-as-plain-data helpers."""
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,17 @@ def register_resolvers() -> None:
     """`${project_root:}` resolves to the checkout, so paths do not depend on the working directory."""
     if not OmegaConf.has_resolver("project_root"):
         OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
+    if not OmegaConf.has_resolver("job_folder"):
+        OmegaConf.register_new_resolver("job_folder", job_folder_name)
+
+
+def job_folder_name(num: int, overrides: str, max_chars: int = 200) -> str:
+    """`${job_folder:...}`: a sweep job's folder, numbered and named by its overrides (TensorBoard names runs
+    by folder): `3_attention=luong_general,encoder=conv`. Other characters than ASCII letters, digits and
+    `_.,=+-` (`/`, spaces, quotes, braces...) become `_`; names are cut to stay within the 255 bytes a file
+    name may have (the number keeps them unique)."""
+    safe = re.sub(r"[^A-Za-z0-9_.,=+-]", "_", overrides)[:max_chars]
+    return f"{num}_{safe}" if safe else str(num)
 
 
 def to_plain(cfg: DictConfig) -> dict[str, Any]:

@@ -1,12 +1,20 @@
-"""What every command-line entry point shares: user errors end in a clear message, not a traceback."""
+"""What every command-line entry point shares: user errors end in a clear message, not a traceback, and
+a failing job of a sweep is recorded in its folder without stopping the sweep."""
 
 import functools
 import logging
 import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.types import RunMode
+
 from src.errors import UserError
+from src.run_record import ERROR_FILE, write_failure
 
 log = logging.getLogger("seq2seq-lab")
 
@@ -14,7 +22,13 @@ T = TypeVar("T")
 
 
 def user_errors_exit(fn: Callable[..., T]) -> Callable[..., T]:
-    """Run `fn`; a `UserError` is logged (console and the run's log file) and exits with status 2."""
+    """Run `fn`; a `UserError` is logged (console and the run's log file) and exits with status 2.
+
+    A `UserError` raised by a constructor that `hydra.utils.instantiate` called arrives wrapped in an
+    `InstantiationException`; it is unwrapped, so it too ends in its own message, not a traceback.
+    In a sweep (`-m`) a failing job is recorded instead, and the sweep goes on (see `record_failed_job`).
+    """
+    fn = record_failed_job(fn)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs) -> T:
@@ -23,5 +37,54 @@ def user_errors_exit(fn: Callable[..., T]) -> Callable[..., T]:
         except UserError as err:
             log.error("%s", err)
             sys.exit(2)
+        except InstantiationException as err:
+            cause = user_error_cause(err)
+            if cause is None:
+                raise
+            log.error("%s", cause)
+            sys.exit(2)
 
     return wrapper
+
+
+def user_error_cause(err: BaseException) -> UserError | None:
+    """The `UserError` in `err`'s chain of causes, if any."""
+    while err is not None:
+        if isinstance(err, UserError):
+            return err
+        err = err.__cause__
+    return None
+
+
+def record_failed_job(fn: Callable[..., T]) -> Callable[..., T | None]:
+    """In a sweep (`-m`), a job that fails is recorded in its folder and returns None: the sweep goes on.
+
+    The folder gets `error.log` (the message of a user error, the traceback of a bug) and a `summary.json`
+    with status `failed`, which `python -m src.report` shows. None rather than NaN: the Optuna sweeper
+    marks a trial that returns None as failed and goes on, but crashes on a NaN. A single run is untouched.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs) -> T | None:
+        started = time.monotonic()
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:
+            if not in_sweep():
+                raise
+            cause = user_error_cause(err)
+            run_dir = Path(HydraConfig.get().runtime.output_dir)
+            write_failure(run_dir, cause or err, time.monotonic() - started, user_error=cause is not None)
+            if cause is not None:
+                log.error("This job failed: %s", cause)
+            else:
+                log.exception("This job failed")
+            log.error("The sweep goes on; this job's error is in %s", run_dir / ERROR_FILE)
+            return None
+
+    return wrapper
+
+
+def in_sweep() -> bool:
+    """Whether this is a job of a Hydra multirun (`-m`: grid search, Optuna, any launcher)."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN

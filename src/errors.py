@@ -19,3 +19,7 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint is missing, corrupt, or does not fit the data or the code."""
+
+
+class TrainingError(UserError):
+    """Training diverged (a NaN or infinite loss); the run stops and keeps its last good checkpoints."""

@@ -4,6 +4,7 @@ What callbacks may read: `net`, `codec`, `translator`, and after every validatio
 `validation_outputs` (sources, references and hypotheses of the whole validation set on this rank).
 """
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,18 +12,24 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from lightning import LightningModule
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor
 
 from src.data.codec import Codec
 from src.data.datamodule import Batch
 from src.decoding import SequenceGenerator
+from src.errors import CheckpointError, ConfigError, TrainingError
 from src.losses import attention_entropy, coverage_loss, token_nll
 from src.metrics import CorpusScores, corpus_scores
 from src.models.seq2seq import Seq2Seq
 from src.schedules import TeacherForcingSchedule
-from src.translator import Translator
+from src.translator import Translator, bleu_hypothesis, bleu_reference
 
 CHECKPOINT_FORMAT = 1
+# what a NaN/inf training loss does: stop the run (error) or skip the batch, counted and logged (skip)
+NONFINITE_LOSS_CHOICES = ("error", "skip")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -46,9 +53,17 @@ class TranslationModule(LightningModule):
         teacher_forcing: TeacherForcingSchedule | None = None,
         val_generator: SequenceGenerator | None = None,
         bleu_tokenize: str = "13a",
+        nonfinite_loss: str = "error",
     ):
         """`net` arrives as a partial (from Hydra) and is completed with the vocabulary sizes here."""
         super().__init__()
+        if nonfinite_loss not in NONFINITE_LOSS_CHOICES:
+            raise ConfigError(
+                f"model.nonfinite_loss={nonfinite_loss!r} is invalid: it must be one of "
+                f"{', '.join(NONFINITE_LOSS_CHOICES)}."
+            )
+        self.nonfinite_loss = nonfinite_loss
+        self.skipped_batches = 0
         self.codec = codec
         self.net = net(src_vocab_size=len(codec.src_vocab), tgt_vocab_size=len(codec.tgt_vocab))
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
@@ -67,6 +82,10 @@ class TranslationModule(LightningModule):
         self.best_bleu = float("-inf")
         self._eval_sums: dict[str, Tensor] = {}
         self._eval_texts = ValidationOutputs()
+        # gradient accumulation (see `_summed_loss`): the target tokens of the current window on this rank,
+        # and the constant each batch's summed loss is divided by
+        self._window_tokens: Tensor | int = 0
+        self._loss_divisor: float | None = None
 
     # ----------------------------------------------------------------- loss
     def _loss(self, batch: Batch, teacher_forcing_ratio: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -82,13 +101,41 @@ class TranslationModule(LightningModule):
         nll = loss_sum if not self.label_smoothing else token_nll(logits, batch.tgt_out, self.net.pad_id)
         return loss_sum / n_tokens, nll.detach(), n_tokens
 
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
         ratio = self.teacher_forcing(self.global_step)
         loss, _, n_tokens = self._loss(batch, ratio)
+        if not self._all_finite(loss):
+            self._on_nonfinite_loss(batch_idx, len(batch.src_text))
+            return None  # Lightning skips the backward pass and the optimizer step
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch.src_text))
         if ratio < 1.0:
             self.log("train/teacher_forcing", ratio, batch_size=len(batch.src_text))
-        return loss
+        return self._summed_loss(loss, n_tokens)
+
+    def _all_finite(self, loss: Tensor) -> bool:
+        """Whether the loss is finite on every rank: all DDP ranks must stop, or skip, together."""
+        return self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True)
+
+    def _on_nonfinite_loss(self, batch_idx: int, batch_size: int) -> None:
+        where = f"at step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx})"
+        if self.nonfinite_loss == "skip" and all(p.isfinite().all() for p in self.net.parameters()):
+            self.skipped_batches += 1
+            log.warning(
+                "Skipped a batch %s: the training loss is NaN or infinite (model.nonfinite_loss=skip); "
+                "%d skipped so far.",
+                where,
+                self.skipped_batches,
+            )
+            self.log("train/skipped_batches", float(self.skipped_batches), batch_size=batch_size)
+            return
+        weights = " and the weights themselves are" if self.nonfinite_loss == "skip" else ""
+        raise TrainingError(
+            f"Training diverged: the loss{weights} NaN or infinite {where}. The run stopped; the checkpoints "
+            "already written are unchanged. Lower model.optimizer.lr, keep trainer.gradient_clip_val on, "
+            "use trainer.precision=32-true"
+            + ("" if weights else ", or set model.nonfinite_loss=skip to skip such batches")
+            + "."
+        )
 
     # ----------------------------------------------------------- evaluation
     def _eval_step(self, batch: Batch) -> None:
@@ -100,15 +147,12 @@ class TranslationModule(LightningModule):
         self._eval_texts.references += batch.tgt_text
         self._eval_texts.hypotheses += [self._hypothesis_text(nbest[0].tokens) for nbest in hypotheses]
 
+    # scored exactly as `python -m src.evaluate` scores (src/translator.py)
     def _hypothesis_text(self, tokens: list[int]) -> str:
-        if self.bleu_tokenize == "none":
-            return " ".join(self.codec.tgt_tokens(tokens))
-        return self.codec.decode_tgt(tokens)
+        return bleu_hypothesis(self.codec, tokens, self.bleu_tokenize)
 
     def _reference_text(self, reference: str) -> str:
-        if self.bleu_tokenize == "none":
-            return " ".join(self.codec.tgt_tokenizer.tokenize(reference))
-        return reference
+        return bleu_reference(self.codec, reference, self.bleu_tokenize)
 
     def _eval_epoch_end(self, stage: str) -> None:
         sums, texts = self._eval_sums, _gather_texts(self._eval_texts)
@@ -161,6 +205,56 @@ class TranslationModule(LightningModule):
             "lr_scheduler": {"scheduler": scheduler, "monitor": self.scheduler_monitor, "interval": "epoch"},
         }
 
+    def _summed_loss(self, loss: Tensor, n_tokens: Tensor) -> Tensor:
+        """The batch's loss summed over its target tokens, divided by a constant.
+
+        Summed rather than averaged, so that the gradient can be normalised by the target tokens of the whole
+        accumulation window (`_normalize_gradients`): accumulating 4 batches of B sentences then gives the
+        gradient of one batch of 4B. The constant, about the target tokens of one batch and the same on every
+        rank, keeps the values in the range of per-token losses (what fp16 gradient scaling expects).
+        """
+        if self._loss_divisor is None:  # the run's first batch (a resumed run reads it from the checkpoint)
+            self._loss_divisor = float(self.trainer.strategy.reduce(n_tokens.float(), reduce_op="mean"))
+        self._window_tokens = self._window_tokens + n_tokens.detach()
+        return loss * (n_tokens / self._loss_divisor)
+
+    def optimizer_step(
+        self,
+        epoch: int,
+        batch_idx: int,
+        optimizer: torch.optim.Optimizer | LightningOptimizer,
+        optimizer_closure: Callable[[], Any] | None = None,
+    ) -> None:
+        """Lightning's step, with the gradient normalised right after the window's last backward pass: so
+        callbacks' `on_before_optimizer_step` (gradient norms) and gradient clipping see the final gradient.
+        """
+
+        def closure() -> Any:
+            loss = optimizer_closure()
+            self._normalize_gradients()
+            return loss
+
+        optimizer.step(closure=closure)
+
+    def _normalize_gradients(self) -> None:
+        """Turn the accumulated gradient of the summed losses into the gradient per target token of the
+        whole window: all its batches, on all ranks.
+
+        Lightning divided each batch's loss by `accumulate_grad_batches` and DDP averaged the gradients over
+        the ranks; both are undone here. Under fp16 AMP the gradients are still scaled at this point, which
+        changes nothing: scaling is linear, and the scaler unscales (and checks for overflow) after this.
+        """
+        window_tokens = torch.as_tensor(self._window_tokens, dtype=torch.float, device=self.device)
+        tokens = float(self.trainer.strategy.reduce(window_tokens, reduce_op="sum"))
+        self._window_tokens = 0
+        if tokens == 0:  # every batch of the window was skipped (model.nonfinite_loss=skip)
+            return
+        batches = self.trainer.accumulate_grad_batches * self.trainer.world_size
+        factor = self._loss_divisor * batches / tokens
+        for param in self.parameters():
+            if param.grad is not None:
+                param.grad.mul_(factor)
+
     # ---------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Everything needed to use the checkpoint alone, as plain data (weights-only loadable)."""
@@ -169,10 +263,35 @@ class TranslationModule(LightningModule):
             "config": self.run_config,
             "codec": self.codec.state_dict(),
             "best_bleu": self.best_bleu,
+            "skipped_batches": self.skipped_batches,
+            "loss_divisor": self._loss_divisor,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Runs before Lightning loads the weights: refuse weights of another architecture with a fix."""
+        path = getattr(self._trainer, "ckpt_path", None) or "the checkpoint"
+        _check_weights_fit(checkpoint.get("state_dict", {}), self.state_dict(), path)
         self.best_bleu = checkpoint.get("seq2seq_lab", {}).get("best_bleu", float("-inf"))
+        self.skipped_batches = checkpoint.get("seq2seq_lab", {}).get("skipped_batches", 0)
+        self._loss_divisor = checkpoint.get("seq2seq_lab", {}).get("loss_divisor")
+
+
+def _check_weights_fit(saved: dict[str, Tensor], current: dict[str, Tensor], path: Any) -> None:
+    """Raise CheckpointError when the saved weights' names or shapes differ from the model's."""
+    problems = [f"{name} missing" for name in sorted(current.keys() - saved.keys())]
+    problems += [f"{name} not in this model" for name in sorted(saved.keys() - current.keys())]
+    problems += [
+        f"{name} is {tuple(saved[name].shape)}, not {tuple(current[name].shape)}"
+        for name in sorted(current.keys() & saved.keys())
+        if saved[name].shape != current[name].shape
+    ]
+    if problems:
+        more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+        raise CheckpointError(
+            f"Cannot resume from {path}: its weights do not fit the model this config builds "
+            f"({'; '.join(problems[:3])}{more}). Resume with the encoder/attention/decoder/model.net settings "
+            "of the original run (see its .hydra/config.yaml)."
+        )
 
 
 def _gather_texts(texts: ValidationOutputs) -> ValidationOutputs:

@@ -5,32 +5,39 @@ test; print where everything is; return the metric a sweeper optimises.
 """
 
 import logging
+import time
 from pathlib import Path
 
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
 from omegaconf import DictConfig
 
 from src.checkpoint import read_checkpoint
 from src.config import register_resolvers, to_plain
 from src.data.codec import Codec
-from src.entry import user_errors_exit
-from src.errors import CheckpointError
+from src.entry import in_sweep, user_errors_exit
+from src.errors import CheckpointError, ConfigError
+from src.launchers import fit_to_launcher
+from src.run_record import RunSummary
+from src.schema import validate_train_config
 
 log = logging.getLogger("seq2seq-lab")
 register_resolvers()
 
 
 def train(cfg: DictConfig) -> float | None:
+    started = time.monotonic()
+    validate_train_config(cfg)  # a bad option fails now, before the data is read
+    fit_to_launcher(cfg)
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(HydraConfig.get().runtime.output_dir)
 
     log.info("Reading the data <%s>", cfg.data._target_)
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
-    datamodule.save(output_dir)
     if cfg.get("ckpt_path"):
         check_resumable(cfg.ckpt_path, datamodule.codec)
 
@@ -40,6 +47,9 @@ def train(cfg: DictConfig) -> float | None:
     callbacks = instantiate_each(cfg.get("callbacks"))
     loggers = instantiate_each(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    check_launch(trainer)
+    if trainer.is_global_zero:  # under DDP every process runs this function: one writes the run's files
+        datamodule.save(output_dir)
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -49,7 +59,10 @@ def train(cfg: DictConfig) -> float | None:
     metric = trainer.callback_metrics.get(cfg.optimized_metric)
     if cfg.optimized_metric == "val/bleu" and model.best_bleu > float("-inf"):
         metric = model.best_bleu  # a sweeper should rank runs by their best epoch, not their last
-    summarize(trainer, output_dir, model.best_bleu)
+    if trainer.is_global_zero:
+        summarize(trainer, output_dir, model.best_bleu)
+        # summary.json: what src.report reads
+        RunSummary.from_trainer(trainer, model, time.monotonic() - started).write(output_dir)
     return None if metric is None else float(metric)
 
 
@@ -58,6 +71,25 @@ def instantiate_each(group: DictConfig | None) -> list:
     if not group:
         return []
     return [instantiate(node) for node in group.values() if node is not None and "_target_" in node]
+
+
+def check_launch(trainer: L.Trainer) -> None:
+    """Refuse a sweep job whose DDP processes Lightning would start by re-running the command line: each of
+    them would re-run the whole sweep."""
+    launcher = trainer.strategy.launcher
+    if (
+        in_sweep()
+        and isinstance(launcher, _SubprocessScriptLauncher)
+        and launcher.num_processes > 1
+        and not launcher.cluster_environment.creates_processes_externally
+    ):
+        raise ConfigError(
+            f"trainer.devices={launcher.num_processes} with DDP cannot run inside a -m sweep on this launcher: "
+            "Lightning starts the extra processes by re-running the command line, which would re-run the "
+            "whole sweep. Run each configuration as its own command (without -m), or sweep with "
+            "hydra/launcher=submitit_slurm and hydra.launcher.tasks_per_node equal to trainer.devices, so "
+            "that SLURM starts the processes."
+        )
 
 
 def check_resumable(ckpt_path: str, codec: Codec) -> None:

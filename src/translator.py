@@ -10,6 +10,7 @@ from torch import nn
 
 from src.data.codec import Codec
 from src.data.datamodule import collate_sources
+from src.data.vocab import EOS
 from src.decoding import Hypothesis, SequenceGenerator
 
 log = logging.getLogger(__name__)
@@ -69,3 +70,28 @@ class Translator:
     def translate_text(self, texts: Sequence[str]) -> list[str]:
         """The best translation of each sentence, as detokenized text."""
         return [self.to_text(nbest[0]) for nbest in self.translate(texts)]
+
+    def attention_labels(self, text: str, hypothesis: Hypothesis) -> tuple[list[str], list[str]]:
+        """The labels of `hypothesis.attention` [heads, tgt_len, src_len] for a translation of `text`.
+
+        Columns: the source tokens the model saw (unknown words as <unk>, cut at `max_src_len`);
+        rows: the output tokens, then <eos>.
+        """
+        src_tokens = self.codec.src_tokens(text)[: self.max_src_len]
+        return src_tokens, self.codec.tgt_vocab.lookup(hypothesis.tokens) + [EOS]
+
+
+def bleu_hypothesis(codec: Codec, tokens: list[int], bleu_tokenize: str) -> str:
+    """A hypothesis as sacrebleu scores it: detokenized text, or the model's own tokens joined by spaces
+    when `bleu_tokenize` is `none` (sacrebleu then splits on spaces only)."""
+    if bleu_tokenize == "none":
+        return " ".join(codec.tgt_tokens(tokens))
+    return codec.decode_tgt(tokens)
+
+
+def bleu_reference(codec: Codec, reference: str, bleu_tokenize: str) -> str:
+    """A reference as sacrebleu scores it: normalised like the training targets (e.g. lowercased), and
+    tokenized like them when `bleu_tokenize` is `none`."""
+    if bleu_tokenize == "none":
+        return " ".join(codec.tgt_tokenizer.tokenize(reference))
+    return codec.tgt_tokenizer.normalize(reference)

@@ -44,6 +44,10 @@ def write_tsv(path: Path, pairs: list[tuple[str, str]]) -> Path:
 
 @pytest.fixture
 def reverse_task(tmp_path: Path) -> dict[str, Path]:
+    return write_reverse_task(tmp_path)
+
+
+def write_reverse_task(directory: Path) -> dict[str, Path]:
     """A synthetic task: reverse sequences of 3-6 digits. Learnable to BLEU ~100 in a minute on a CPU."""
     import random
 
@@ -57,7 +61,60 @@ def reverse_task(tmp_path: Path) -> dict[str, Path]:
         return out
 
     return {
-        "train": write_tsv(tmp_path / "train.tsv", pairs(2000)),
-        "valid": write_tsv(tmp_path / "valid.tsv", pairs(100)),
-        "test": write_tsv(tmp_path / "test.tsv", pairs(100)),
+        "train": write_tsv(directory / "train.tsv", pairs(2000)),
+        "valid": write_tsv(directory / "valid.tsv", pairs(100)),
+        "test": write_tsv(directory / "test.tsv", pairs(100)),
     }
+
+
+# a model small enough to train in seconds: what the tests of the checkpoint commands need
+TINY_MODEL = (
+    "model.net.embedding_size=16",
+    "encoder.hidden_size=32",
+    "attention.hidden_size=32",
+    "decoder.hidden_size=32",
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny model trained once per session on the reverse task (validation BLEU ~20).
+
+    {"ckpt": its best.ckpt, "train" / "valid" / "test": the data it was trained on}.
+    """
+    directory = tmp_path_factory.mktemp("tiny_checkpoint")
+    task = write_reverse_task(directory)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")  # tiny matrices: more threads only add overhead
+        result = run_entry(
+            "src.train",
+            f"data.train_path={task['train']}",
+            f"data.valid_path={task['valid']}",
+            f"data.test_path={task['test']}",
+            *TINY_MODEL,
+            "model.optimizer.lr=0.01",
+            "trainer.max_epochs=3",
+            "trainer.accelerator=cpu",
+            "test=false",
+            "~logger",
+            "~callbacks.lr_monitor",
+            "~callbacks.progress_bar",
+            "+trainer.enable_progress_bar=false",
+            f"paths.log_dir={directory / 'outputs'}",
+        )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    (ckpt,) = (directory / "outputs").glob("train/runs/*/checkpoints/best.ckpt")
+    return {"ckpt": ckpt, **task}
+
+
+@pytest.fixture
+def one_thread(monkeypatch: pytest.MonkeyPatch):
+    """Torch on one thread, here and in the commands a test starts: tiny models gain nothing from a
+    second one, and on a busy machine its spin-waits make small batches many times slower."""
+    import torch
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -92,6 +92,26 @@ def test_recurrent_stepwise_equals_all_at_once(attention: str, rnn_type: str, in
     assert_stepwise_equals_all_at_once(recurrent(attention, rnn_type, input_feeding), encoder_output())
 
 
+@pytest.mark.parametrize("rnn_type", ["lstm", "gru"])
+def test_input_feeding_loop_computes_what_the_rnn_module_computes(rnn_type: str) -> None:
+    """The decoder's own cell math (input projection hoisted out of the time loop) equals stepping its
+    nn.LSTM / nn.GRU on [e_t; o_{t-1}] one position at a time."""
+    decoder = recurrent("bahdanau", rnn_type)
+    tgt_emb = target()
+    cache, state = decoder.start(encoder_output())
+    output, _, _ = decoder(tgt_emb, cache, state)
+    hidden = state["hidden"].transpose(0, 1).contiguous()  # [layers, batch, hidden]
+    rnn_state = (hidden, state["cell"].transpose(0, 1).contiguous()) if rnn_type == "lstm" else hidden
+    input_feed, expected = state["input_feed"], []
+    for t in range(TGT_LEN):
+        rnn_input = torch.cat([tgt_emb[:, t : t + 1], input_feed.unsqueeze(1)], dim=-1)
+        rnn_output, rnn_state = decoder.rnn(rnn_input, rnn_state)
+        output_t, _, _ = decoder._attend(rnn_output, cache, {})
+        input_feed = output_t.squeeze(1)
+        expected.append(output_t)
+    torch.testing.assert_close(output, torch.cat(expected, dim=1))
+
+
 @pytest.mark.parametrize("memory_size", [MEMORY, 24], ids=["same_size", "projected_memory"])
 @pytest.mark.parametrize("attention", PARALLEL)
 def test_transformer_incremental_equals_all_at_once(attention: str, memory_size: int) -> None:

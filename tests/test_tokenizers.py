@@ -129,3 +129,12 @@ def test_state_dict_rebuilds_an_equivalent_tokenizer(make, fitted_spm):
 def test_unknown_tokenizer_type_raises_checkpoint_error():
     with pytest.raises(CheckpointError, match="unknown tokenizer type 'Bogus'"):
         tokenizer_from_state_dict({"type": "Bogus"})
+
+
+def test_word_tokenizer_normalize_is_what_tokenize_splits():
+    from src.data.tokenizers import WordTokenizer
+
+    tokenizer = WordTokenizer(lowercase=True, split_punctuation=True)
+    text = "Je suis Fatigué\u202f!"
+    assert tokenizer.normalize(text) == "je suis fatigué !"
+    assert tokenizer.tokenize(text) == tokenizer.tokenize(tokenizer.normalize(text))

@@ -7,6 +7,7 @@ time. The constructor arguments are the keys of `conf/data/*.yaml`.
 
 import logging
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,36 @@ class TranslationDataset(Dataset):
     def lengths(self) -> list[int]:
         """Per example max(src_len, tgt_len) + 1: the longer side with its BOS/EOS."""
         return [max(len(s), len(t)) + 1 for s, t in zip(self.src_ids, self.tgt_ids, strict=True)]
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader over a `BucketBatchSampler` whose position within the epoch goes into checkpoints.
+
+    Lightning saves `state_dict()` of every training loader that has one and hands it back to
+    `load_state_dict` on resume; the resumed epoch then skips the batches already trained on. The position
+    counts the batches this loader has yielded, not those the sampler has handed out: worker processes
+    draw batches from the sampler ahead of time (`prefetch_factor` per worker). `len()` stays the length of
+    the whole epoch, as Lightning counts a resumed epoch's batches from its restored progress.
+    """
+
+    batch_sampler: BucketBatchSampler
+    _position: dict[str, int] | None = None  # set when an epoch's iteration starts
+
+    def __iter__(self) -> Iterator[Batch]:
+        self._position = {"epoch": self.batch_sampler.epoch, "batches_done": self.batch_sampler.skip}
+        for batch in super().__iter__():
+            self._position["batches_done"] += 1
+            yield batch
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler) + self.batch_sampler.skip
+
+    def state_dict(self) -> dict[str, int]:
+        return dict(self._position or self.batch_sampler.state_dict())
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.batch_sampler.load_state_dict(state)
+        self._position = None
 
 
 def split_by_source(
@@ -307,7 +338,7 @@ class TranslationDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader | list:
         return self._loader("test", self.eval_batch_size, shuffle=False) if self.has_test else []
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> ResumableDataLoader:
         dataset = self.datasets[split]
         trainer = self.trainer
         sampler = BucketBatchSampler(
@@ -320,13 +351,16 @@ class TranslationDataModule(L.LightningDataModule):
             num_replicas=trainer.world_size if trainer is not None else 1,
             rank=trainer.global_rank if trainer is not None else 0,
         )
-        return DataLoader(
+        return ResumableDataLoader(
             dataset,
             batch_sampler=sampler,
             collate_fn=collate,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
+            # its own generator (for the workers' seeds): starting an epoch then leaves the global RNG alone,
+            # so a resumed run draws the same dropout masks as an uninterrupted one
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
 

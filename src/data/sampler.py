@@ -87,6 +87,11 @@ class BucketBatchSampler(Sampler[list[int]]):
             self._batches_done = self._skip = 0
         self.epoch = epoch
 
+    @property
+    def skip(self) -> int:
+        """Batches the next iteration skips: those of a resumed epoch that were trained on before."""
+        return self._skip
+
     def __len__(self) -> int:
         """Number of batches the next iteration yields on this rank."""
         return max(0, len(self._rank_batches()) - self._skip)

@@ -33,6 +33,14 @@ class Tokenizer:
     def fit(self, texts: Iterable[str]) -> None:
         """Learn from the training texts; most tokenizers have nothing to learn."""
 
+    def normalize(self, text: str) -> str:
+        """The text-level normalisation `tokenize` applies before splitting (none by default).
+
+        References are normalised the same way before scoring, so that BLEU compares like with like
+        (e.g. a lowercasing tokenizer is not penalised for case).
+        """
+        return text
+
     def tokenize(self, text: str) -> list[str]:
         raise NotImplementedError
 
@@ -78,10 +86,12 @@ class WordTokenizer(Tokenizer):
         self.lowercase = lowercase
         self.split_punctuation = split_punctuation
 
-    def tokenize(self, text: str) -> list[str]:
+    def normalize(self, text: str) -> str:
         text = text.translate(_NO_BREAK_SPACES)
-        if self.lowercase:
-            text = text.lower()
+        return text.lower() if self.lowercase else text
+
+    def tokenize(self, text: str) -> list[str]:
+        text = self.normalize(text)
         if self.split_punctuation:
             return self._WORD_OR_PUNCT.findall(text)
         return text.split()

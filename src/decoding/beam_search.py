@@ -27,11 +27,13 @@ have finished, or at its max length, where <eos> is forced and every live hypoth
 It is not an exact bound: with alpha > 0 a longer hypothesis could still have scored higher.
 
 Host syncs: the finished lists stay on the device, as a buffer of the best `beam` finished hypotheses
-per sentence, merged with each step's by one top-k. So a step needs one sync (are all sentences done?),
-and hypotheses come to the host once, at the end. Sentences that are done keep being computed, with their
-results frozen, until the whole batch is done.
+per sentence, merged with each step's by one top-k. So a step needs one sync (which sentences are done?).
+A sentence that is done leaves the batch: its hypotheses come to the host, and the cache, the state and
+the buffers keep only the rows of the sentences still searching, so the last steps of a batch cost what
+its longest outputs need, not the whole batch.
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -39,7 +41,7 @@ import torch
 from torch import Tensor
 
 from src.decoding.hypothesis import Hypothesis
-from src.decoding.lengths import constrain_eos, max_lengths
+from src.decoding.lengths import constrain_eos, max_lengths, select_rows
 
 
 @torch.inference_mode()
@@ -70,68 +72,88 @@ def beam_search(
     state = {name: value.repeat_interleave(beam, dim=0) for name, value in state.items()}
     limits = max_lengths(src_len, max_len_a, max_len_b)
     steps = max(limits) + 1  # the longest hypothesis: max tokens, then <eos>
-    sentence_max_len = torch.tensor(limits, device=device)  # [batch]
-    max_len = sentence_max_len.repeat_interleave(beam)  # [batch * beam]
+    real_src_len = enc.mask.sum(dim=1).tolist()
+    results: list[list[Hypothesis]] = [[] for _ in range(batch)]
 
-    scores = torch.full((batch, beam), -math.inf, device=device)  # [batch, beam]: live log-probs
+    # per sentence still searching (b of them; `sentences` are their indices in the batch) and per row
+    # (b * beam: beam k of the i-th sentence in row i * beam + k)
+    sentences = torch.arange(batch, device=device)  # [b]
+    mask = enc.mask  # [b, src_len]
+    sentence_max_len = torch.tensor(limits, device=device)  # [b]
+    max_len = sentence_max_len.repeat_interleave(beam)  # [b * beam]
+    scores = torch.full((batch, beam), -math.inf, device=device)  # [b, beam]: live log-probs
     scores[:, 0] = 0.0
-    tokens = src.new_full((batch * beam, steps), model.pad_id)  # [batch * beam, steps]
-    attention: Tensor | None = None  # [batch * beam, heads, steps, src_len], shaped at the first step
-    last = src.new_full((batch * beam, 1), model.bos_id)  # [batch * beam, 1]
+    tokens = src.new_full((batch * beam, steps), model.pad_id)  # [b * beam, steps]
+    attention: Tensor | None = None  # [b * beam, heads, steps, src_len], shaped at the first step
+    last = src.new_full((batch * beam, 1), model.bos_id)  # [b * beam, 1]
     finished = _Finished.empty(batch, beam, steps, model.pad_id, device)
-    done = torch.zeros(batch, dtype=torch.bool, device=device)  # [batch]
-    first_row = torch.arange(batch, device=device).unsqueeze(1) * beam  # [batch, 1]
     ranks = torch.arange(2 * beam, device=device)  # [2 * beam]
 
     for step in range(steps):
-        log_probs, attn_weights, state = model.decode_step(last, cache, state)  # [batch * beam, vocab]
-        log_probs = constrain_eos(log_probs, step, min_len, max_len, model.eos_id)
+        log_probs, attn_weights, state = model.decode_step(last, cache, state)  # [b * beam, vocab]
+        log_probs = constrain_eos(log_probs, step, min_len, max_len, model.eos_id, min(limits))
         if attn_weights is not None:
             if attention is None:
                 heads, src_positions = attn_weights.size(1), attn_weights.size(3)
                 attention = attn_weights.new_zeros(batch * beam, heads, steps, src_positions)
             attention[:, :, step] = attn_weights[:, :, 0]
 
-        vocab = log_probs.size(1)
-        candidates = (scores.view(-1, 1) + log_probs).view(batch, beam * vocab)
-        cand_scores, cand_index = candidates.topk(2 * beam, dim=1)  # [batch, 2 * beam]
-        cand_token = cand_index % vocab  # [batch, 2 * beam]
-        cand_parent = cand_index // vocab + first_row  # [batch, 2 * beam]: rows of [batch * beam, ...]
-        cand_eos = cand_token == model.eos_id  # [batch, 2 * beam]
+        live_batch, vocab = scores.size(0), log_probs.size(1)
+        candidates = (scores.view(-1, 1) + log_probs).view(live_batch, beam * vocab)
+        cand_scores, cand_index = candidates.topk(2 * beam, dim=1)  # [b, 2 * beam]
+        cand_token = cand_index % vocab  # [b, 2 * beam]
+        first_row = torch.arange(live_batch, device=device).unsqueeze(1) * beam  # [b, 1]
+        cand_parent = cand_index // vocab + first_row  # [b, 2 * beam]: rows of [b * beam, ...]
+        cand_eos = cand_token == model.eos_id  # [b, 2 * beam]
 
-        ends = cand_eos[:, :beam] & cand_scores[:, :beam].isfinite() & ~done.unsqueeze(1)  # [batch, beam]
-        parent = cand_parent[:, :beam].reshape(-1)  # [batch * beam]
+        ends = cand_eos[:, :beam] & cand_scores[:, :beam].isfinite()  # [b, beam]
+        parent = cand_parent[:, :beam].reshape(-1)  # [b * beam]
         ended_attention = None
         if attention is not None:
-            ended_attention = attention.index_select(0, parent).view(batch, beam, *attention.shape[1:])
-        ended_log_prob = cand_scores[:, :beam]  # [batch, beam]
+            ended_attention = attention.index_select(0, parent).view(live_batch, beam, *attention.shape[1:])
+        ended_log_prob = cand_scores[:, :beam]  # [b, beam]
         finished.add(
             ends,
             score=_penalised(
-                ended_log_prob, step + 1, ended_attention, enc.mask, length_penalty, coverage_penalty
+                ended_log_prob, step + 1, ended_attention, mask, length_penalty, coverage_penalty
             ),
             log_prob=ended_log_prob,
             length=step,
-            tokens=tokens.index_select(0, parent).view(batch, beam, steps),
+            tokens=tokens.index_select(0, parent).view(live_batch, beam, steps),
             attention=ended_attention,
         )
-        done = done | (finished.count >= beam) | (step >= sentence_max_len)
-        if done.all():
-            break
+        done = (finished.count >= beam) | (step >= sentence_max_len)  # [b]
+        going = (~done).nonzero().squeeze(1)  # [b']: the step's host sync
+        if len(going) < live_batch:
+            done_index = done.nonzero().squeeze(1)
+            done_sentences = sentences[done_index].tolist()
+            hypotheses = finished.select(done_index).to_hypotheses(
+                n_best, [real_src_len[i] for i in done_sentences]
+            )
+            for i, nbest in zip(done_sentences, hypotheses, strict=True):
+                results[i] = nbest
+            if len(going) == 0:
+                break
 
         # the first `beam` candidates in rank order that do not end: <eos> ones are pushed behind the rest
-        live = (cand_eos.long() * 2 * beam + ranks).topk(beam, dim=1, largest=False).indices  # [batch, beam]
+        live = (cand_eos.long() * 2 * beam + ranks).topk(beam, dim=1, largest=False).indices  # [b, beam]
         scores = cand_scores.gather(1, live)
-        parent = cand_parent.gather(1, live).view(-1)  # [batch * beam]
-        next_token = cand_token.gather(1, live).view(-1)  # [batch * beam]
+        parent = cand_parent.gather(1, live).view(-1)  # [b * beam]
+        next_token = cand_token.gather(1, live).view(-1)  # [b * beam]
+        if len(going) < live_batch:  # keep only the sentences still searching
+            rows = (going.unsqueeze(1) * beam + torch.arange(beam, device=device)).view(-1)  # [b' * beam]
+            sentences, mask, sentence_max_len = sentences[going], mask[going], sentence_max_len[going]
+            max_len, scores, finished = max_len[rows], scores[going], finished.select(going)
+            cache = select_rows(cache, rows)
+            parent, next_token = parent[rows], next_token[rows]
         tokens = tokens.index_select(0, parent)
         tokens[:, step] = next_token
         if attention is not None:
             attention = attention.index_select(0, parent)
-        state = {name: value.index_select(0, parent) for name, value in state.items()}
+        state = select_rows(state, parent)
         last = next_token.unsqueeze(1)
 
-    return finished.to_hypotheses(n_best, enc.mask.sum(dim=1).tolist())
+    return results
 
 
 def _penalised(
@@ -200,6 +222,11 @@ class _Finished:
         if attention is not None:
             self.attention = _keep(self.attention, attention, keep)
         self.count = self.count + ends.sum(dim=1)
+
+    def select(self, index: Tensor) -> "_Finished":
+        """The lists of the sentences `index` [n] only."""
+        values = (getattr(self, field.name) for field in dataclasses.fields(self))
+        return _Finished(*(None if value is None else value.index_select(0, index) for value in values))
 
     def to_hypotheses(self, n_best: int, src_len: list[int]) -> list[list[Hypothesis]]:
         """The best `n_best` of each sentence as `Hypothesis` objects on the host (one transfer)."""

@@ -4,7 +4,7 @@ import torch
 from torch import Tensor
 
 from src.decoding.hypothesis import Hypothesis
-from src.decoding.lengths import constrain_eos, max_lengths
+from src.decoding.lengths import constrain_eos, max_lengths, select_rows
 
 
 @torch.inference_mode()
@@ -17,40 +17,44 @@ def greedy_search(
     floor(max_len_a * src_len[i] + max_len_b) tokens, then <eos> is forced; <eos> is blocked before
     `min_len` tokens. `score` equals `log_prob` (greedy search has no penalties).
 
-    The whole batch advances together; a finished sentence is fed <pad> until the others end, and its
-    outputs are ignored. Host syncs: one before the loop (the length limits) and one per step (have all
-    sentences ended?), which lets a batch of short outputs stop early.
+    A sentence that has ended leaves the batch: the decoder's cache and state keep only the rows of the
+    sentences still going, so the last steps of a batch cost what its longest outputs need, not the whole
+    batch. Host syncs: one before the loop (the length limits) and one per step (which sentences ended?).
     """
     enc = model.encode(src, src_len)
     cache, state = model.start_decoding(enc)
-    batch = src.size(0)
+    batch, device = src.size(0), src.device
     limits = max_lengths(src_len, max_len_a, max_len_b)
-    max_len = torch.tensor(limits, device=src.device)  # [batch]
+    steps = max(limits) + 1  # the longest output: max tokens, then <eos>
+    max_len = torch.tensor(limits, device=device)  # [rows]: of the sentences still decoding
 
-    tokens = src.new_full((batch, 1), model.bos_id)  # [batch, 1]: the last token of each sentence
-    log_prob = torch.zeros(batch, device=src.device)  # [batch]
-    finished = torch.zeros(batch, dtype=torch.bool, device=src.device)  # [batch]
-    outputs: list[Tensor] = []  # each [batch]
-    attn_rows: list[Tensor] = []  # each [batch, heads, 1, src_len]
-    for step in range(max(limits) + 1):
-        step_log_probs, attn_weights, state = model.decode_step(tokens, cache, state)  # [batch, vocab]
-        step_log_probs = constrain_eos(step_log_probs, step, min_len, max_len, model.eos_id)
-        best_log_prob, best = step_log_probs.max(dim=-1)  # [batch], [batch]
-        log_prob = log_prob + best_log_prob.masked_fill(finished, 0.0)
-        best = best.masked_fill(step >= max_len, model.eos_id).masked_fill(finished, model.pad_id)
-        outputs.append(best)
+    rows = torch.arange(batch, device=device)  # [rows]: which sentence each row of cache/state is
+    output = src.new_full((batch, steps), model.pad_id)  # [batch, steps]
+    log_prob = torch.zeros(batch, device=device)  # [batch]
+    attention: Tensor | None = None  # [batch, heads, steps, src_len], shaped at the first step
+    tokens = src.new_full((batch, 1), model.bos_id)  # [rows, 1]: the last token of each sentence
+    for step in range(steps):
+        step_log_probs, attn_weights, state = model.decode_step(tokens, cache, state)  # [rows, vocab]
+        step_log_probs = constrain_eos(step_log_probs, step, min_len, max_len, model.eos_id, min(limits))
+        best_log_prob, best = step_log_probs.max(dim=-1)  # [rows], [rows]
+        best = best.masked_fill(step >= max_len, model.eos_id)
+        output[rows, step] = best
+        log_prob[rows] += best_log_prob
         if attn_weights is not None:
-            attn_rows.append(attn_weights)
-        finished = finished | (best == model.eos_id)
-        tokens = best.unsqueeze(1)
-        if finished.all():
+            if attention is None:
+                attention = attn_weights.new_zeros(batch, attn_weights.size(1), steps, attn_weights.size(3))
+            attention[rows, :, step] = attn_weights[:, :, 0]
+        going = (best != model.eos_id).nonzero().squeeze(1)  # [still going]: the step's host sync
+        if len(going) == 0:
             break
+        if len(going) < len(rows):
+            rows, max_len = rows[going], max_len[going]
+            cache, state = select_rows(cache, going), select_rows(state, going)
+        tokens = best[going].unsqueeze(1)
 
-    output = torch.stack(outputs, dim=1).cpu()  # [batch, steps]
+    output = output.cpu()
     lengths = (output == model.eos_id).int().argmax(dim=1).tolist()  # tokens before the first <eos>
-    attention = (
-        torch.cat(attn_rows, dim=2).float().cpu() if attn_rows else None
-    )  # [batch, heads, steps, src_len]
+    attention = None if attention is None else attention.float().cpu()
     real_src_len = enc.mask.sum(dim=1).tolist()
     return [
         [

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from src.errors import ConfigError
@@ -70,7 +71,9 @@ class RecurrentDecoder(Decoder):
     Bridge: every layer's initial hidden state is tanh(W_b final) (an LSTM's cell state starts at zero);
     o_0 = 0. With `input_feeding=False` the RNN reads only e_t, so it runs over all positions in one call
     and the attention receives all queries at once. With attention=none, c_t is empty and
-    o_t = tanh(W h_t).
+    o_t = tanh(W h_t). With input feeding, several positions (teacher forcing) run as a time loop with the
+    embedding part of the RNN input computed for all positions before it; one position (a search step)
+    is one call of the RNN.
 
     State: {"hidden": [batch, layers, hidden], "cell" (LSTM), "input_feed": [batch, hidden] (input
     feeding), "attention.<key>" (the attention's own state)}.
@@ -132,34 +135,106 @@ class RecurrentDecoder(Decoder):
     def forward(
         self, tgt_emb: Tensor, cache: dict[str, Tensor], state: dict[str, Tensor]
     ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+        attn_state = attention_state(state)
+        if self.input_feeding and tgt_emb.size(1) > 1:
+            return self._forward_input_feeding(tgt_emb, cache, state, attn_state)
+        # one call of the RNN: all positions at once without input feeding, or the single position of a
+        # decoding step (where nn.LSTM's fused kernel beats the cell math of the loop)
+        rnn_input = tgt_emb
+        if self.input_feeding:
+            rnn_input = torch.cat(
+                [tgt_emb, state["input_feed"].unsqueeze(1)], dim=-1
+            )  # [batch, 1, emb + hidden]
         # nn.LSTM wants [layers, batch, hidden]; the state is batch-first so beam search can reorder it
         hidden = state["hidden"].transpose(0, 1).contiguous()
         rnn_state = (hidden, state["cell"].transpose(0, 1).contiguous()) if self.is_lstm else hidden
-        attn_state = attention_state(state)
-        new_state: dict[str, Tensor] = {}
-        if self.input_feeding:
-            input_feed = state["input_feed"]  # [batch, hidden]
-            outputs, weights = [], []
-            for t in range(tgt_emb.size(1)):
-                rnn_input = torch.cat([tgt_emb[:, t : t + 1], input_feed.unsqueeze(1)], dim=-1)
-                rnn_output, rnn_state = self.rnn(rnn_input, rnn_state)  # [batch, 1, hidden]
-                output_t, weights_t, attn_state = self._attend(rnn_output, cache, attn_state)
-                input_feed = output_t.squeeze(1)
-                outputs.append(output_t)
-                weights.append(weights_t)
-            output = torch.cat(outputs, dim=1)  # [batch, tgt_len, hidden]
-            attn_weights = None if weights[0] is None else torch.cat(weights, dim=2)
-            new_state["input_feed"] = input_feed
-        else:
-            rnn_output, rnn_state = self.rnn(tgt_emb, rnn_state)  # [batch, tgt_len, hidden]
-            output, attn_weights, attn_state = self._attend(rnn_output, cache, attn_state)
+        rnn_output, rnn_state = self.rnn(rnn_input, rnn_state)  # [batch, tgt_len, hidden]
+        output, attn_weights, attn_state = self._attend(rnn_output, cache, attn_state)
+        new_state = {"hidden": (rnn_state[0] if self.is_lstm else rnn_state).transpose(0, 1)}
         if self.is_lstm:
-            hidden, cell = rnn_state
-            new_state["cell"] = cell.transpose(0, 1)
-        else:
-            hidden = rnn_state
-        new_state["hidden"] = hidden.transpose(0, 1)
+            new_state["cell"] = rnn_state[1].transpose(0, 1)
+        if self.input_feeding:
+            new_state["input_feed"] = output[:, -1]
         return output, attn_weights, with_attention_state(new_state, attn_state)
+
+    def _forward_input_feeding(
+        self,
+        tgt_emb: Tensor,
+        cache: dict[str, Tensor],
+        state: dict[str, Tensor],
+        attn_state: dict[str, Tensor],
+    ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+        """The time loop over several positions (teacher forcing), running the RNN's cell math on its own
+        weights: calling nn.LSTM once per position would pay, forward and backward, the set-up of its
+        whole-sequence kernel at every step.
+
+        Work that does not depend on the previous step is hoisted out of the loop: the first layer's input
+        weights split as W_ih [e_t; o_{t-1}] = W_e e_t + W_o o_{t-1}, and W_e e_t (+ biases) is one matmul
+        for all positions. Inputs and outputs cross the loop as lists (unbind / stack), so the backward
+        pass does not add a full-size gradient per step the way slicing [:, t] would.
+        """
+        emb_size = tgt_emb.size(-1)
+        w_ih, w_hh, b_ih, b_hh = self._layer_weights(0)
+        # an LSTM adds both biases to the input side; a GRU needs W_hh h + b_hh apart (its candidate gate)
+        x_bias, h_bias = (b_ih + b_hh, None) if self.is_lstm else (b_ih, b_hh)
+        # [batch, gates * hidden] per position: the embedding part of the first layer's input, at once
+        embedded = F.linear(tgt_emb.transpose(0, 1), w_ih[:, :emb_size], x_bias).unbind(0)
+        # per layer (W_x^T, x bias, W_hh^T, h bias), sliced and transposed once, not once per step; the
+        # first layer's x is o_{t-1}, its bias W_e e_t + b
+        layers = [(w_ih[:, emb_size:].t(), None, w_hh.t(), h_bias)]
+        for layer in range(1, self.num_layers):
+            w_ih, w_hh, b_ih, b_hh = self._layer_weights(layer)
+            x_bias, h_bias = (b_ih + b_hh, None) if self.is_lstm else (b_ih, b_hh)
+            layers.append((w_ih.t(), x_bias, w_hh.t(), h_bias))
+        hidden = list(state["hidden"].unbind(1))  # per layer [batch, hidden]
+        cell = list(state["cell"].unbind(1)) if self.is_lstm else []
+        input_feed = state["input_feed"]  # [batch, hidden]
+        outputs, weights = [], []
+        for embedded_t in embedded:
+            x = input_feed
+            for layer, (w_x, x_bias, w_h, h_bias) in enumerate(layers):
+                if layer > 0:  # nn.LSTM's dropout between layers
+                    x = F.dropout(x, self.rnn.dropout, self.training)
+                gates_x = torch.addmm(embedded_t if layer == 0 else x_bias, x, w_x)
+                if self.is_lstm:
+                    gates = torch.addmm(gates_x, hidden[layer], w_h)
+                    hidden[layer], cell[layer] = lstm_cell(gates, cell[layer])
+                else:
+                    hidden[layer] = gru_cell(gates_x, torch.addmm(h_bias, hidden[layer], w_h), hidden[layer])
+                x = hidden[layer]
+            output_t, weights_t, attn_state = self._attend(x.unsqueeze(1), cache, attn_state)
+            input_feed = output_t.squeeze(1)
+            outputs.append(input_feed)
+            weights.append(weights_t)
+        output = torch.stack(outputs, dim=1)  # [batch, tgt_len, hidden]
+        attn_weights = None if weights[0] is None else torch.cat(weights, dim=2)
+        new_state = {"hidden": torch.stack(hidden, dim=1), "input_feed": input_feed}
+        if self.is_lstm:
+            new_state["cell"] = torch.stack(cell, dim=1)
+        return output, attn_weights, with_attention_state(new_state, attn_state)
+
+    def _layer_weights(self, layer: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(W_ih, W_hh, b_ih, b_hh) of one layer of `self.rnn`."""
+        return tuple(
+            getattr(self.rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        )
+
+
+def lstm_cell(gates: Tensor, cell: Tensor) -> tuple[Tensor, Tensor]:
+    """One LSTM step from its pre-activations `[batch, 4 * hidden]` (nn.LSTM's gate order i, f, g, o) and
+    the previous cell `[batch, hidden]` -> (hidden, cell)."""
+    input_gate, forget_gate, candidate, output_gate = gates.chunk(4, dim=1)  # one backward op for all four
+    cell = torch.addcmul(forget_gate.sigmoid() * cell, input_gate.sigmoid(), candidate.tanh())
+    return output_gate.sigmoid() * cell.tanh(), cell
+
+
+def gru_cell(gates_x: Tensor, gates_h: Tensor, hidden: Tensor) -> Tensor:
+    """One GRU step (nn.GRU's equations and gate order r, z, n) from W_ih x + b_ih and W_hh h + b_hh,
+    each `[batch, 3 * hidden]`, and the previous hidden `[batch, hidden]` -> hidden."""
+    reset_x, update_x, new_x = gates_x.chunk(3, dim=1)
+    reset_h, update_h, new_h = gates_h.chunk(3, dim=1)
+    new = torch.tanh(torch.addcmul(new_x, (reset_x + reset_h).sigmoid(), new_h))
+    return torch.lerp(new, hidden, (update_x + update_h).sigmoid())  # (1 - z) n + z h
 
 
 class TransformerDecoderLayer(nn.Module):

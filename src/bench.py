@@ -1,0 +1,282 @@
+"""Benchmark speed and quality on this machine: `python -m src.bench [key=value ...]` (see conf/bench.yaml).
+
+One process measures, in this order (the BLEU budget counts from process start, so it comes first):
+  bleu    train the reference model (`experiment`) with Lightning until `bleu.budget_minutes` after the
+          process started; score greedy search on the validation set;
+  decode  greedy, beam and int8 greedy decoding of the validation set with that model;
+  train   training throughput of each of `train.models`: a raw PyTorch loop and the Lightning Trainer,
+          interleaved over `train.rounds` rounds;
+  naive   the reference model trained and decoded one sentence at a time (the tutorial way).
+It writes bench.json and bench.md to outputs/bench/<date>_<time>/ and prints the tables.
+"""
+
+import dataclasses
+import datetime
+import logging
+import os
+import platform
+import resource
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning
+import torch
+from hydra import compose
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from src.benchmarks import naive, report
+from src.benchmarks.decoding import Decoded, decode
+from src.benchmarks.training import build_module, lightning_throughput, raw_throughput, train_until
+from src.config import register_resolvers
+from src.data.datamodule import TranslationDataModule
+from src.decoding import SequenceGenerator
+from src.entry import user_errors_exit
+from src.lit_module import TranslationModule
+from src.models.quantization import quantize_int8
+
+log = logging.getLogger("seq2seq-lab")
+register_resolvers()
+_IMPORTED = time.perf_counter()
+
+
+def bench(cfg: DictConfig) -> dict[str, Any]:
+    torch.set_num_threads(cfg.threads)
+    warnings.filterwarnings("ignore", message=r".*(does not have many workers|`self.log\(\)`|LeafSpec).*")
+    deadline = time.perf_counter() + 60 * cfg.bleu.budget_minutes - process_age()
+    reference = train_config(cfg, [])
+    results: dict[str, Any] = {"machine": machine(cfg), "settings": settings(cfg, reference)}
+    log.info("Reading the data <%s>", reference.data._target_)
+    datamodule = instantiate(reference.data)
+    datamodule.setup("fit")
+
+    module, greedy = None, None
+    if "bleu" in cfg.parts or "decode" in cfg.parts:
+        if "bleu" not in cfg.parts:  # decoding speed depends on output lengths: decode a trained model
+            deadline = time.perf_counter() + 60 * cfg.decode.train_minutes
+        module = build_module(reference, datamodule, cfg.seed)
+        log.info("Training the reference model until the budget is spent")
+        trained = train_until(reference, module, datamodule, deadline)
+        greedy = decode_validation(cfg, reference, module.net, datamodule, beam_size=1)
+        results["bleu"] = {
+            "budget_s": 60 * cfg.bleu.budget_minutes,
+            "bleu": greedy.bleu,
+            "steps": module.global_step,
+            "train_s": trained.seconds,
+            "tokens_per_s": trained.tokens_per_s,
+            "epochs": trained.sentences / len(datamodule.datasets["train"]),
+        }
+    if "decode" in cfg.parts:
+        results["decoding"] = measure_decoding(cfg, reference, module, datamodule, greedy)
+    if "train" in cfg.parts:
+        results["training"] = [measure_training(cfg, model, datamodule) for model in cfg.train.models]
+    if "naive" in cfg.parts:
+        results["naive"] = measure_naive(cfg, reference, module, datamodule, greedy)
+        add_naive_ratios(results)
+    results["peak_rss_mb"] = peak_rss_mb()
+    results["machine"]["load_end"] = os.getloadavg()[0]
+    return results
+
+
+def train_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    """The training config `python -m src.train experiment=<cfg.experiment> <overrides>` would run."""
+    return compose("train", overrides=[f"experiment={cfg.experiment}", *cfg.overrides, *overrides])
+
+
+def decode_validation(
+    cfg: DictConfig,
+    reference: DictConfig,
+    net: torch.nn.Module,
+    datamodule: TranslationDataModule,
+    beam_size: int,
+) -> Decoded:
+    """Decode the validation set (its first `decode.max_sentences`) with the validation length limits."""
+    pairs = datamodule.datasets["valid"].pairs[: cfg.decode.max_sentences]
+    generator = SequenceGenerator(
+        beam_size=beam_size,
+        max_len_a=reference.model.val_generator.max_len_a,
+        max_len_b=reference.model.val_generator.max_len_b,
+    )
+    sources, references = [src for src, _ in pairs], [tgt for _, tgt in pairs]
+    return decode(net, datamodule.codec, sources, references, generator, cfg.decode.batch_size)
+
+
+def measure_decoding(
+    cfg: DictConfig,
+    reference: DictConfig,
+    module: TranslationModule,
+    datamodule: TranslationDataModule,
+    greedy: Decoded,
+) -> list[dict[str, Any]]:
+    """Greedy, beam and int8 greedy search, interleaved over `decode.rounds`; the fastest round counts."""
+    searches = {"greedy": (module.net, 1), f"beam {cfg.decode.beam_size}": (module.net, cfg.decode.beam_size)}
+    if cfg.decode.int8:
+        searches["greedy, int8 linear layers"] = (quantize_int8(module.net), 1)
+    runs: dict[str, list[Decoded]] = {"greedy": [greedy]}
+    for _ in range(cfg.decode.rounds):
+        for name, (net, beam_size) in searches.items():
+            log.info("Decoding the validation set: %s", name)
+            runs.setdefault(name, []).append(decode_validation(cfg, reference, net, datamodule, beam_size))
+    rows = []
+    for name, decoded in runs.items():
+        best = max(decoded, key=lambda d: d.sentences_per_s)
+        rows.append(
+            {
+                "search": name,
+                "sentences_per_s": best.sentences_per_s,
+                "sentences": best.sentences,
+                "bleu": best.bleu,
+                "rounds_s": [d.seconds for d in decoded],
+            }
+        )
+    return rows
+
+
+def measure_training(cfg: DictConfig, model: DictConfig, datamodule: TranslationDataModule) -> dict[str, Any]:
+    """Raw-loop and Lightning throughput of one model, interleaved over `train.rounds`; the fastest round
+    of each counts."""
+    config = train_config(cfg, list(model.overrides))
+    module = build_module(config, datamodule, cfg.seed)
+    warmup, steps = cfg.train.warmup_steps, cfg.train.steps
+    raw, light = [], []
+    for _ in range(cfg.train.rounds):
+        log.info("Training throughput of %s: raw loop", model.name)
+        clip, precision = config.trainer.gradient_clip_val, str(config.trainer.precision)
+        raw.append(raw_throughput(module, datamodule, warmup, steps, clip, precision))
+        if cfg.train.lightning:
+            log.info("Training throughput of %s: Lightning", model.name)
+            light.append(lightning_throughput(config, module, datamodule, warmup, steps))
+    row: dict[str, Any] = {"model": model.name, "overrides": list(model.overrides)}
+    for path, runs in (("raw", raw), ("lightning", light)):
+        if runs:
+            row[f"{path}_tokens_per_s"] = max(run.tokens_per_s for run in runs)
+            row[f"{path}_rounds"] = [dataclasses.asdict(run) for run in runs]
+    return row
+
+
+def measure_naive(
+    cfg: DictConfig,
+    reference: DictConfig,
+    module: TranslationModule | None,
+    datamodule: TranslationDataModule,
+    greedy: Decoded | None,
+) -> dict[str, Any]:
+    """Naive training from a fresh reference model; naive greedy decoding of the trained one (so its
+    outputs can be checked against the batched greedy search)."""
+    fresh = build_module(reference, datamodule, cfg.seed).net
+    train_set = datamodule.datasets["train"]
+    log.info("Naive training for %s s", cfg.naive.train_seconds)
+    trained = naive.train_for(
+        naive.NaiveSeq2Seq.from_seq2seq(fresh),
+        list(zip(train_set.src_ids, train_set.tgt_ids, strict=True)),
+        cfg.naive.train_seconds,
+        clip=reference.trainer.gradient_clip_val,
+        seed=cfg.seed,
+    )
+    sources = datamodule.datasets["valid"].src_ids[: cfg.decode.max_sentences]
+    log.info("Naive decoding for %s s", cfg.naive.decode_seconds)
+    decoded, outputs = naive.translate_for(
+        naive.NaiveSeq2Seq.from_seq2seq(module.net if module is not None else fresh),
+        sources,
+        cfg.naive.decode_seconds,
+        reference.model.val_generator.max_len_a,
+        reference.model.val_generator.max_len_b,
+        seed=cfg.seed,
+    )
+    same = [outputs[i] == greedy.outputs[i] for i in outputs] if greedy is not None else []
+    return {
+        "tokens_per_s": trained.target_tokens / trained.seconds,
+        "train_sentences": trained.sentences,
+        "train_s": trained.seconds,
+        "sentences_per_s": decoded.sentences / decoded.seconds,
+        "decode_sentences": decoded.sentences,
+        "decode_s": decoded.seconds,
+        "same_as_batched": sum(same) / len(same) if same else float("nan"),
+    }
+
+
+def add_naive_ratios(results: dict[str, Any]) -> None:
+    """Every speed as a multiple of the naive baseline's."""
+    naive_train, naive_decode = results["naive"]["tokens_per_s"], results["naive"]["sentences_per_s"]
+    for row in results.get("training", []):
+        for path in ("raw", "lightning"):
+            if f"{path}_tokens_per_s" in row:
+                row[f"{path}_vs_naive"] = row[f"{path}_tokens_per_s"] / naive_train
+    for row in results.get("decoding", []):
+        row["vs_naive"] = row["sentences_per_s"] / naive_decode
+
+
+def machine(cfg: DictConfig) -> dict[str, Any]:
+    return {
+        "started": datetime.datetime.now().isoformat(timespec="seconds"),
+        "cpu": cpu_name(),
+        "cpus": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "python": platform.python_version(),
+        "load_start": os.getloadavg()[0],
+    }
+
+
+def settings(cfg: DictConfig, reference: DictConfig) -> dict[str, Any]:
+    return {
+        "experiment": cfg.experiment,
+        "overrides": list(cfg.overrides),
+        "parts": list(cfg.parts),
+        "precision": str(reference.trainer.precision),
+        "batch_size": reference.data.batch_size,
+        "warmup_steps": cfg.train.warmup_steps,
+        "steps": cfg.train.steps,
+        "rounds": cfg.train.rounds,
+        "decode_batch_size": cfg.decode.batch_size,
+        "beam_size": cfg.decode.beam_size,
+        "max_len_a": reference.model.val_generator.max_len_a,
+        "max_len_b": reference.model.val_generator.max_len_b,
+        "bleu_budget_s": 60 * cfg.bleu.budget_minutes,
+        "naive_train_s": cfg.naive.train_seconds,
+        "naive_decode_s": cfg.naive.decode_seconds,
+    }
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def process_age() -> float:
+    """Seconds since this process started (from /proc on Linux; elsewhere since this module was imported)."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22 of stat: start time in ticks
+    except (OSError, ValueError, IndexError):
+        return time.perf_counter() - _IMPORTED
+
+
+def peak_rss_mb() -> float:
+    """The process's peak resident memory so far (ru_maxrss: kilobytes on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if platform.system() == "Darwin" else peak / 2**10
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="bench")
+@user_errors_exit
+def main(cfg: DictConfig) -> None:
+    output_dir = Path(HydraConfig.get().runtime.output_dir)
+    markdown = report.write(bench(cfg), output_dir)
+    print(markdown)
+    log.info("Wrote %s and %s", output_dir / report.JSON_FILE, output_dir / report.MARKDOWN_FILE)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The speed benchmark behind `python -m src.bench`: measurements, the naive baseline, the report."""

@@ -1,0 +1,65 @@
+"""What the watching callbacks share: when to write, where to write, and which sentences to watch.
+
+They write from rank zero only, after real validations (not Lightning's sanity check), at the step
+Lightning logs its own metrics at, so TensorBoard's step slider lines their images and text up with
+`val/bleu`.
+"""
+
+from dataclasses import dataclass
+
+import lightning as L
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch.utils.tensorboard import SummaryWriter
+
+from src.decoding import Hypothesis
+
+
+@dataclass
+class WatchedSentence:
+    source: str
+    reference: str
+    hypothesis: Hypothesis
+
+
+def writes_after_validation(trainer: L.Trainer) -> bool:
+    """True on rank zero after a real validation (the sanity check only proves the loop runs)."""
+    return trainer.is_global_zero and not trainer.sanity_checking
+
+
+def logging_step(trainer: L.Trainer) -> int:
+    """The step Lightning logs the metrics of this moment at (e.g. `val/bleu` after a validation).
+
+    Not `trainer.global_step`: Lightning logs at its count of batches that stepped the optimizer, and a
+    validation runs before the batch that triggered it is counted, so `val/bleu` lands one step below
+    `global_step`. Lightning's own `LearningRateMonitor` and `DeviceStatsMonitor` read this counter.
+    """
+    return trainer.fit_loop.epoch_loop._batches_that_stepped
+
+
+def summary_writer(trainer: L.Trainer) -> SummaryWriter | None:
+    """The SummaryWriter of the run's TensorBoardLogger (for images, text, histograms); None without one."""
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            return logger.experiment
+    return None
+
+
+def log_scalars(trainer: L.Trainer, scalars: dict[str, float]) -> None:
+    """Write scalars to every logger at `logging_step` (Lightning's loggers write on rank zero only)."""
+    for logger in trainer.loggers:
+        logger.log_metrics(scalars, step=logging_step(trainer))
+
+
+def translate_watched(trainer: L.Trainer, module: L.LightningModule, n: int) -> list[WatchedSentence]:
+    """The first `n` pairs of the validation split, translated now by the module's translator.
+
+    The same sentences at every validation and on any number of ranks: the datamodule holds the whole
+    split (its sampler shards the batches, not the dataset).
+    """
+    dataset = trainer.datamodule.datasets.get("valid")
+    pairs = dataset.pairs[:n] if dataset is not None else []
+    nbests = module.translator.translate([source for source, _ in pairs])
+    return [
+        WatchedSentence(source, reference, nbest[0])
+        for (source, reference), nbest in zip(pairs, nbests, strict=True)
+    ]

@@ -1,0 +1,107 @@
+"""Score a checkpoint on a test set: `python -m src.evaluate ckpt_path=... [data.test_path=...] [key=value ...]`.
+
+Reads like a table of contents: load the model, read the test set, translate it, score it with sacrebleu
+exactly as validation does, write the hypotheses and the scores (see conf/evaluate.yaml).
+"""
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+from sacrebleu.metrics import BLEU
+
+from src.checkpoint import load_translator
+from src.config import register_resolvers
+from src.data.tsv import read_parallel_tsv
+from src.entry import user_errors_exit
+from src.errors import ConfigError
+from src.metrics import corpus_scores
+from src.translator import bleu_hypothesis, bleu_reference
+
+log = logging.getLogger("seq2seq-lab")
+register_resolvers()
+
+
+def evaluate(cfg: DictConfig) -> float:
+    translator, train_config = load_translator(cfg)
+    test_path = cfg.data.test_path or _trained_test_path(train_config)
+    bleu_tokenize = cfg.bleu_tokenize or train_config.get("model", {}).get("bleu_tokenize", "13a")
+    if bleu_tokenize not in BLEU.TOKENIZERS:
+        raise ConfigError(
+            f"bleu_tokenize={bleu_tokenize} is not a sacrebleu tokenizer: use one of "
+            f"{', '.join(BLEU.TOKENIZERS)} (13a for detokenized text, none for the model's own tokens)."
+        )
+    sources, references = zip(*read_parallel_tsv(test_path, option="data.test_path").pairs, strict=True)
+
+    log.info("Translating %d sentences of %s", len(sources), test_path)
+    start = time.perf_counter()
+    best = [nbest[0] for nbest in translator.translate(sources)]
+    seconds = time.perf_counter() - start  # decoding only: loading the model and scoring are not counted
+    scores = corpus_scores(
+        [bleu_hypothesis(translator.codec, h.tokens, bleu_tokenize) for h in best],
+        [bleu_reference(translator.codec, r, bleu_tokenize) for r in references],
+        bleu_tokenize,
+    )
+
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    hypotheses_path = output_dir / "hypotheses.txt"
+    hypotheses_path.write_text("".join(translator.to_text(h) + "\n" for h in best), encoding="utf-8")
+    result = {
+        **dataclasses.asdict(scores),
+        "bleu_tokenize": bleu_tokenize,
+        "sentences": len(sources),
+        "seconds": seconds,
+        "sentences_per_second": len(sources) / seconds,
+        "decode": dataclasses.asdict(translator.generator),
+        "batch_size": translator.batch_size,
+        "max_src_len": translator.max_src_len,
+        "device": str(next(translator.net.parameters()).device),
+        "ckpt_path": str(Path(cfg.ckpt_path).resolve()),
+        "test_path": str(Path(test_path).resolve()),
+    }
+    scores_path = output_dir / "scores.json"
+    scores_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    summarize(result, hypotheses_path, scores_path)
+    return scores.bleu
+
+
+def _trained_test_path(train_config: dict[str, Any]) -> str:
+    """The test file of the run that trained the model, when it had one."""
+    test_path = train_config.get("data", {}).get("test_path")
+    if not test_path:
+        raise ConfigError(
+            "data.test_path is missing and the checkpoint's training run had no test file: "
+            "name a source<TAB>reference file, e.g. data.test_path=data/sample/test.tsv"
+        )
+    return test_path
+
+
+def summarize(result: dict[str, Any], hypotheses_path: Path, scores_path: Path) -> None:
+    decode = result["decode"]
+    search = "greedy" if decode["beam_size"] == 1 else f"beam {decode['beam_size']}"
+    lines = [
+        f"BLEU = {result['bleu']:.2f}  chrF = {result['chrf']:.2f}  ({result['sentences']} sentences)",
+        f"BLEU signature: {result['bleu_signature']}",
+        f"chrF signature: {result['chrf_signature']}",
+        f"Speed: {result['sentences_per_second']:.1f} sentences/s ({search}, batch_size={result['batch_size']}, "
+        f"{result['device']})",
+        f"Hypotheses: {hypotheses_path}",
+        f"Scores: {scores_path}",
+    ]
+    log.info("Done.\n  %s", "\n  ".join(lines))
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@user_errors_exit
+def main(cfg: DictConfig) -> float:
+    return evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

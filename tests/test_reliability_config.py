@@ -1,0 +1,167 @@
+"""Bad configs are rejected before any data is read, with a ConfigError naming the option and the fix."""
+
+import logging
+
+import pytest
+from hydra.errors import ConfigCompositionException, InstantiationException
+
+from src.entry import user_errors_exit
+from src.errors import ConfigError
+from src.schema import validate_train_config
+from tests.conftest import compose_config, run_entry
+
+# overrides -> a fragment of the message the user sees
+INVALID = {
+    "negative_dropout": (
+        ["encoder.dropout=-0.1"],
+        "encoder.dropout=-0.1 is invalid: it must be a number in [0, 1)",
+    ),
+    "dropout_of_one": (["attention=multihead", "attention.dropout=1.0"], "attention.dropout=1.0 is invalid"),
+    "beam_size_0": (["model.val_generator.beam_size=0"], "model.val_generator.beam_size=0 is invalid"),
+    "n_best_above_beam": (
+        ["+model.val_generator.n_best=3"],
+        "model.val_generator.n_best=3 is out of range: it must be an integer between 1 and "
+        "model.val_generator.beam_size=1",
+    ),
+    "teacher_forcing_1.5": (
+        ["model.teacher_forcing.start=1.5"],
+        "model.teacher_forcing.start=1.5 is invalid",
+    ),
+    "heads_not_dividing_attention": (
+        ["attention=multihead", "attention.num_heads=3"],
+        "attention.num_heads=3 must divide attention.hidden_size=256",
+    ),
+    "heads_not_dividing_encoder": (
+        ["encoder=transformer", "encoder.num_heads=5"],
+        "encoder.num_heads=5 must divide encoder.d_model=256",
+    ),
+    "heads_not_dividing_decoder": (
+        ["decoder=transformer", "attention=multihead", "decoder.num_heads=6"],
+        "decoder.num_heads=6 must divide decoder.d_model=256",
+    ),
+    "transformer_with_coverage": (
+        ["decoder=transformer", "attention=coverage"],
+        "decoder=transformer cannot use attention=coverage",
+    ),
+    "transformer_without_attention": (
+        ["decoder=transformer", "attention=none"],
+        "decoder=transformer cannot use attention=none",
+    ),
+    "luong_dot_size_mismatch": (
+        ["attention=luong_dot", "decoder.hidden_size=128"],
+        "attention=luong_dot needs the decoder state size (128) to equal the encoder output size (256)",
+    ),
+    "odd_bidirectional_size": (["encoder.hidden_size=255"], "encoder.hidden_size=255 must be even"),
+    "lr_not_a_number": (
+        ["model.optimizer.lr=abc"],
+        "model.optimizer.lr='abc' is invalid: it must be a number > 0",
+    ),
+    "negative_lr": (["model.optimizer.lr=-0.1"], "model.optimizer.lr=-0.1 is invalid"),
+    "max_epochs_not_a_number": (["trainer.max_epochs=ten"], "trainer.max_epochs='ten' is invalid"),
+    "label_smoothing_1": (["model.label_smoothing=1.0"], "model.label_smoothing=1.0 is invalid"),
+    "unknown_precision": (["trainer.precision=17"], "trainer.precision=17 is invalid: it must be one of"),
+    "unknown_constructor_key": (
+        ["+encoder.hiden_size=64"],
+        "model.net cannot be built from its config: TypeError: RecurrentEncoder.__init__() got an unexpected "
+        "keyword argument 'hiden_size'",
+    ),
+    "bad_optimizer_argument": (["+model.optimizer.betas=[0.9,1.5]"], "model.optimizer cannot be built"),
+    "positions_shorter_than_max_len": (
+        ["encoder=transformer", "data.max_len=600"],
+        "encoder.max_positions=512 is too small for data.max_len=600",
+    ),
+    "unknown_nonfinite_policy": (["model.nonfinite_loss=ignore"], "model.nonfinite_loss='ignore' is invalid"),
+    "lr_monitor_without_logger": (
+        ["~logger"],
+        "callbacks.lr_monitor (LearningRateMonitor) needs a logger, but there is none (~logger?)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", INVALID)
+def test_invalid_option_is_rejected_naming_it(case):
+    overrides, message = INVALID[case]
+    with pytest.raises(ConfigError) as err:
+        validate_train_config(compose_config(overrides=overrides))
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["experiment=tatoeba_transformer"],
+        ["experiment=tatoeba_rnn"],
+        ["experiment=multi30k_conv"],
+        ["encoder=conv", "attention=luong_general", "decoder=gru"],
+        ["encoder=gru", "attention=none", "decoder=gru"],
+        ["attention=coverage", "trainer.precision=bf16-mixed", "trainer.max_epochs=-1"],
+        ["model.scheduler={_target_: torch.optim.lr_scheduler.StepLR, _partial_: true, step_size: 2}"],
+        ["~logger", "~callbacks.lr_monitor"],
+    ],
+)
+def test_valid_configs_pass(overrides):
+    validate_train_config(compose_config(overrides=overrides))
+
+
+def test_misspelt_key_is_refused_by_hydra_with_the_fix():
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_config(overrides=["model.optimzer.lr=0.1"])
+    assert "Could not override 'model.optimzer.lr'" in str(err.value)
+    assert "Key 'optimzer' is not in struct" in str(err.value.__cause__)
+
+
+def test_wrapped_user_error_exits_2_with_its_message_only(caplog):
+    @user_errors_exit
+    def entry() -> None:
+        try:
+            raise ConfigError("data.batch_size must be an integer >= 1, got 0.")
+        except ConfigError as err:  # what hydra.utils.instantiate does to a constructor's error
+            raise InstantiationException("Error in call to target ...") from err
+
+    with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as exit_info:
+        entry()
+    assert exit_info.value.code == 2
+    assert caplog.messages == ["data.batch_size must be an integer >= 1, got 0."]
+
+
+def test_instantiation_error_without_user_error_is_not_hidden():
+    @user_errors_exit
+    def entry() -> None:
+        raise InstantiationException("Error locating target 'src.nope'")
+
+    with pytest.raises(InstantiationException):
+        entry()
+
+
+def assert_clean_failure(result, message: str, returncode: int = 2) -> None:
+    output = result.stdout + result.stderr
+    assert result.returncode == returncode, output[-3000:]
+    assert message in output
+    assert "Traceback" not in output
+
+
+def test_cli_unknown_group_option_lists_the_valid_ones(tmp_path):
+    result = run_entry("src.train", "attention=bahdnau", f"paths.log_dir={tmp_path}")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "Could not find 'attention/bahdnau'" in output
+    assert "Available options in 'attention':\n\tbahdanau\n\tcoverage" in output
+    assert "Traceback" not in output
+
+
+def test_cli_wrong_type_fails_before_the_data_is_read(tmp_path):
+    # the corpus does not exist either: the config error must come first
+    result = run_entry(
+        "src.train",
+        "model.optimizer.lr=abc",
+        f"data.train_path={tmp_path}/nope.tsv",
+        f"paths.log_dir={tmp_path}",
+    )
+    assert_clean_failure(result, "model.optimizer.lr='abc' is invalid: it must be a number > 0.")
+    assert "Reading the data" not in result.stdout + result.stderr
+
+
+def test_cli_incompatible_pairing_exits_2(tmp_path):
+    result = run_entry("src.train", "decoder=transformer", "attention=coverage", f"paths.log_dir={tmp_path}")
+    assert_clean_failure(result, "decoder=transformer cannot use attention=coverage")
