@@ -46,6 +46,7 @@ def evaluate(cfg: DictConfig) -> float:
         [bleu_hypothesis(translator.codec, h.tokens, bleu_tokenize) for h in best],
         [bleu_reference(translator.codec, r, bleu_tokenize) for r in references],
         bleu_tokenize,
+        lowercase=translator.codec.tgt_tokenizer.lowercase,
     )
 
     output_dir = Path(cfg.paths.output_dir)

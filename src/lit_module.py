@@ -162,7 +162,10 @@ class TranslationModule(LightningModule):
         nll = self.trainer.strategy.reduce(sums["nll"], reduce_op="sum")
         tokens = self.trainer.strategy.reduce(sums["tokens"], reduce_op="sum")
         scores = corpus_scores(
-            texts.hypotheses, [self._reference_text(r) for r in texts.references], self.bleu_tokenize
+            texts.hypotheses,
+            [self._reference_text(r) for r in texts.references],
+            self.bleu_tokenize,
+            lowercase=self.codec.tgt_tokenizer.lowercase,
         )
         loss = nll / tokens
         self.log_dict(

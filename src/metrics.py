@@ -17,16 +17,19 @@ class CorpusScores:
     chrf_signature: str
 
 
-def corpus_scores(hypotheses: list[str], references: list[str], tokenize: str = "13a") -> CorpusScores:
+def corpus_scores(
+    hypotheses: list[str], references: list[str], tokenize: str = "13a", lowercase: bool = False
+) -> CorpusScores:
     """Score detokenized hypotheses against one reference each.
 
     `tokenize` is sacrebleu's BLEU tokenizer: `13a` (its default) for detokenized text, `none` when
-    both sides are already tokenized the same way.
+    both sides are already tokenized the same way. `lowercase` makes the scores case-insensitive (the
+    signatures then say `case:lc`): used when the model's tokenizer lowercases its targets.
     """
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
-    bleu = sacrebleu.metrics.BLEU(tokenize=tokenize)
-    chrf = sacrebleu.metrics.CHRF()
+    bleu = sacrebleu.metrics.BLEU(tokenize=tokenize, lowercase=lowercase)
+    chrf = sacrebleu.metrics.CHRF(lowercase=lowercase)
     bleu_score = bleu.corpus_score(hypotheses, [references])
     chrf_score = chrf.corpus_score(hypotheses, [references])
     return CorpusScores(

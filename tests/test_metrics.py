@@ -31,3 +31,11 @@ def test_tokenize_none_scores_pre_tokenized_text():
 def test_signature_names_sacrebleu_settings():
     signature = corpus_scores(HYPS, REFS).bleu_signature
     assert "tok:13a" in signature and "version:" in signature
+
+
+def test_lowercase_scores_are_case_insensitive_and_say_so():
+    hyps, refs = ["je suis fatigué ."], ["Je suis fatigué ."]
+    assert corpus_scores(hyps, refs).bleu < 100.0
+    scores = corpus_scores(hyps, refs, lowercase=True)
+    assert scores.bleu == pytest.approx(100.0)
+    assert "case:lc" in scores.bleu_signature and "case:lc" in scores.chrf_signature

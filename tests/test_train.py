@@ -17,7 +17,11 @@ TINY = [
 
 
 def data_overrides(task: dict[str, Path]) -> list[str]:
-    return [f"data.train_path={task['train']}", f"data.valid_path={task['valid']}", f"data.test_path={task['test']}"]
+    return [
+        f"data.train_path={task['train']}",
+        f"data.valid_path={task['valid']}",
+        f"data.test_path={task['test']}",
+    ]
 
 
 def only_run_folder(log_dir: Path) -> Path:
@@ -27,7 +31,17 @@ def only_run_folder(log_dir: Path) -> Path:
 
 def test_default_config_composes_with_every_group():
     cfg = compose_config()
-    for group in ("data", "encoder", "attention", "decoder", "model", "trainer", "callbacks", "logger", "paths"):
+    for group in (
+        "data",
+        "encoder",
+        "attention",
+        "decoder",
+        "model",
+        "trainer",
+        "callbacks",
+        "logger",
+        "paths",
+    ):
         assert group in cfg, group
     assert cfg.model.net.encoder._target_ == "src.models.encoders.RecurrentEncoder"
     assert cfg.model.net.attention._target_ == "src.models.attention.BahdanauAttention"
@@ -57,7 +71,12 @@ def test_fast_dev_run_exits_zero_and_writes_the_run_folder(tmp_path):
 @pytest.mark.slow
 def test_conv_encoder_with_bahdanau_attention_runs(tmp_path):
     result = run_entry(
-        "src.train", "attention=bahdanau", "encoder=conv", "trainer.fast_dev_run=true", *TINY, f"paths.log_dir={tmp_path}"
+        "src.train",
+        "attention=bahdanau",
+        "encoder=conv",
+        "trainer.fast_dev_run=true",
+        *TINY,
+        f"paths.log_dir={tmp_path}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
 

@@ -25,6 +25,8 @@ class Tokenizer:
     """Base class. Subclasses register themselves by class name for `tokenizer_from_state_dict`."""
 
     registry: ClassVar[dict[str, type["Tokenizer"]]] = {}
+    # whether `normalize` lowercases: scores against references must then be case-insensitive
+    lowercase: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
