@@ -44,7 +44,9 @@ register_resolvers()
 _IMPORTED = time.perf_counter()
 
 
-def bench(cfg: DictConfig) -> dict[str, Any]:
+def bench(cfg: DictConfig, output_dir: Path) -> str:
+    """Measure the parts of `cfg.parts`; the report is rewritten after each, so a run cut short keeps
+    what it measured. Returns the markdown of the report."""
     torch.set_num_threads(cfg.threads)
     warnings.filterwarnings("ignore", message=r".*(does not have many workers|`self.log\(\)`|LeafSpec).*")
     logging.getLogger("sacrebleu").setLevel(logging.ERROR)  # tokenize=none scores tokenised text on purpose
@@ -55,6 +57,11 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     datamodule = instantiate(reference.data)
     datamodule.setup("fit")
 
+    def write() -> str:
+        results["peak_rss_mb"] = peak_rss_mb()
+        results["machine"]["load_end"] = os.getloadavg()[0]
+        return report.write(results, output_dir)
+
     module, greedy = None, None
     if "bleu" in cfg.parts or "decode" in cfg.parts:
         if "bleu" not in cfg.parts:  # decoding speed depends on output lengths: decode a trained model
@@ -62,16 +69,19 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
         module, greedy, trained = train_reference(cfg, reference, datamodule, deadline)
         if "bleu" in cfg.parts:
             results["bleu"] = {"budget_s": 60 * cfg.bleu.budget_minutes, "bleu": greedy.bleu, **trained}
+            write()
     if "decode" in cfg.parts:
         results["decoding"] = measure_decoding(cfg, reference, module, datamodule, greedy)
+        write()
     if "train" in cfg.parts:
-        results["training"] = [measure_training(cfg, model, datamodule) for model in cfg.train.models]
+        results["training"] = []
+        for model in cfg.train.models:
+            results["training"].append(measure_training(cfg, model, datamodule))
+            write()
     if "naive" in cfg.parts:
         results["naive"] = measure_naive(cfg, reference, module, datamodule, greedy)
         add_naive_ratios(results)
-    results["peak_rss_mb"] = peak_rss_mb()
-    results["machine"]["load_end"] = os.getloadavg()[0]
-    return results
+    return write()
 
 
 def train_reference(
@@ -286,8 +296,7 @@ def peak_rss_mb() -> float:
 @user_errors_exit
 def main(cfg: DictConfig) -> None:
     output_dir = Path(HydraConfig.get().runtime.output_dir)
-    markdown = report.write(bench(cfg), output_dir)
-    print(markdown)
+    print(bench(cfg, output_dir))
     log.info("Wrote %s and %s", output_dir / report.JSON_FILE, output_dir / report.MARKDOWN_FILE)
 
 
