@@ -32,7 +32,7 @@ from omegaconf import DictConfig
 from src.benchmarks import naive, report
 from src.benchmarks.decoding import Decoded, decode
 from src.benchmarks.training import build_module, lightning_throughput, raw_throughput, train_until
-from src.config import register_resolvers
+from src.config import register_resolvers, set_matmul_precision
 from src.data.datamodule import TranslationDataModule
 from src.decoding import SequenceGenerator
 from src.entry import user_errors_exit
@@ -89,6 +89,7 @@ def train_reference(
 ) -> tuple[TranslationModule, Decoded, dict[str, float]]:
     """Train the reference model with Lightning until `deadline`; decode the validation set greedily.
     Returns the module, the greedy decoding and a summary of the training."""
+    set_matmul_precision(reference)
     module = build_module(reference, datamodule, cfg.seed)
     log.info("Training the reference model until the budget is spent")
     trained = train_until(reference, module, datamodule, deadline)
@@ -136,6 +137,7 @@ def measure_decoding(
     greedy: Decoded,
 ) -> list[dict[str, Any]]:
     """Greedy, beam and int8 greedy search, interleaved over `decode.rounds`; the fastest round counts."""
+    set_matmul_precision(reference)
     searches = {"greedy": (module.net, 1), f"beam {cfg.decode.beam_size}": (module.net, cfg.decode.beam_size)}
     if cfg.decode.int8:
         searches["greedy, int8 linear layers"] = (quantize_int8(module.net), 1)
@@ -163,6 +165,7 @@ def measure_training(cfg: DictConfig, model: DictConfig, datamodule: Translation
     """Raw-loop and Lightning throughput of one model, interleaved over `train.rounds`; the fastest round
     of each counts."""
     config = train_config(cfg, list(model.overrides))
+    set_matmul_precision(config)
     module = build_module(config, datamodule, cfg.seed)
     warmup, steps = cfg.train.warmup_steps, cfg.train.steps
     raw, light = [], []
@@ -190,6 +193,7 @@ def measure_naive(
 ) -> dict[str, Any]:
     """Naive training from a fresh reference model; naive greedy decoding of the trained one (so its
     outputs can be checked against the batched greedy search)."""
+    set_matmul_precision(reference)
     fresh = build_module(reference, datamodule, cfg.seed).net
     train_set = datamodule.datasets["train"]
     log.info("Naive training for %s s", cfg.naive.train_seconds)
@@ -252,6 +256,7 @@ def settings(cfg: DictConfig, reference: DictConfig) -> dict[str, Any]:
         "overrides": list(cfg.overrides),
         "parts": list(cfg.parts),
         "precision": str(reference.trainer.precision),
+        "float32_matmul_precision": reference.float32_matmul_precision,
         "batch_size": reference.data.batch_size,
         "warmup_steps": cfg.train.warmup_steps,
         "steps": cfg.train.steps,

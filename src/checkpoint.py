@@ -19,6 +19,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from src.config import set_matmul_precision
 from src.data.codec import Codec
 from src.errors import CheckpointError, ConfigError
 from src.models.quantization import quantize_int8
@@ -123,7 +124,8 @@ def load_translator(cfg: DictConfig) -> tuple[Translator, dict[str, Any]]:
 
     Reads the options that evaluate, translate and visualize share: `ckpt_path`, `device` (auto, cpu,
     cuda, cuda:N), `decode` (a `SequenceGenerator` node), `batch_size`, `max_src_len` and, where a command
-    has it, `int8` (translate with int8 linear layers on the CPU: `src.models.quantization`).
+    has it, `int8` (translate with int8 linear layers on the CPU: `src.models.quantization`), and
+    `float32_matmul_precision` (see `src.config.set_matmul_precision`).
     """
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
         raise ConfigError(
@@ -137,6 +139,7 @@ def load_translator(cfg: DictConfig) -> tuple[Translator, dict[str, Any]]:
             f"max_src_len={cfg.max_src_len} is out of range: it must be an integer >= 1, or null for no limit."
         )
     generator = instantiate(cfg.decode)
+    set_matmul_precision(cfg)
     device = resolve_device(cfg.device)
     if cfg.get("int8") and device.type != "cpu":
         raise ConfigError(f"int8=true quantises for the CPU only; use device=cpu (got device={cfg.device}).")

@@ -4,9 +4,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
+from src.errors import ConfigError
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+MATMUL_PRECISIONS = ("highest", "high", "medium")
 
 
 def register_resolvers() -> None:
@@ -35,3 +39,19 @@ def to_plain(cfg: DictConfig) -> dict[str, Any]:
     assert isinstance(container, dict)
     container.pop("hydra", None)
     return container
+
+
+def set_matmul_precision(cfg: DictConfig) -> None:
+    """Apply the config's `float32_matmul_precision` (`torch.set_float32_matmul_precision`) to this process.
+
+    "medium" lets float32 matrix products use faster internal arithmetic where the hardware has it: TF32
+    on CUDA GPUs, oneDNN's bfloat16-based kernels on CPUs with AVX512-BF16 (docs/BENCHMARK.md measures their
+    error and speed). Parameters, activations and gradients stay float32 either way.
+    """
+    precision = cfg.get("float32_matmul_precision", "highest")
+    if precision not in MATMUL_PRECISIONS:
+        raise ConfigError(
+            f"float32_matmul_precision={precision!r} is invalid: use {', '.join(MATMUL_PRECISIONS)} "
+            "(highest: plain float32 arithmetic)."
+        )
+    torch.set_float32_matmul_precision(precision)

@@ -16,7 +16,7 @@ from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
 from omegaconf import DictConfig
 
 from src.checkpoint import read_checkpoint
-from src.config import register_resolvers, to_plain
+from src.config import register_resolvers, set_matmul_precision, to_plain
 from src.data.codec import Codec
 from src.entry import in_sweep, user_errors_exit
 from src.errors import CheckpointError, ConfigError
@@ -31,6 +31,7 @@ register_resolvers()
 def train(cfg: DictConfig) -> float | None:
     started = time.monotonic()
     validate_train_config(cfg)  # a bad option fails now, before the data is read
+    set_matmul_precision(cfg)
     fit_to_launcher(cfg)
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(HydraConfig.get().runtime.output_dir)

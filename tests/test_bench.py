@@ -10,7 +10,10 @@ import pytest
 import torch
 
 from src.benchmarks.report import JSON_FILE, MARKDOWN_FILE
+from src.benchmarks.training import StepTimer
 from src.checkpoint import load_translator
+from src.data.datamodule import Batch
+from src.data.vocab import EOS_ID, PAD_ID
 from src.models.quantization import quantize_int8
 from tests.conftest import compose_config, run_entry
 from tests.test_seq2seq import batch, rnn_model
@@ -58,3 +61,16 @@ def test_evaluate_translates_with_int8_on_the_cpu(tiny_checkpoint) -> None:
     )
     assert type(translator.net.output_layer).__module__.startswith("torch.ao.nn.quantized")
     assert len(translator.translate_text(["1 2 3", "4 5"])) == 2
+
+
+def test_step_timer_counts_batches_over_epochs() -> None:
+    """`batch_idx` restarts every epoch; the timer's window must not (it once restarted at epoch 2)."""
+    tgt = torch.tensor([[5, 6, EOS_ID], [7, EOS_ID, PAD_ID]])  # 5 real target tokens, one padding
+    batch = Batch(
+        src=tgt, src_len=torch.tensor([3, 2]), tgt_in=tgt, tgt_out=tgt, src_text=["a", "b"], tgt_text=[]
+    )
+    timer = StepTimer(warmup=2)
+    for batch_idx in (0, 1, 2, 0, 1):  # two epochs: 3 batches, then 2
+        timer.on_train_batch_end(None, None, None, batch, batch_idx)
+    result = timer.result()
+    assert (result.steps, result.target_tokens, result.sentences) == (3, 15, 6)

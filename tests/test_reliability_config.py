@@ -3,8 +3,11 @@
 import logging
 
 import pytest
+import torch
 from hydra.errors import ConfigCompositionException, InstantiationException
+from omegaconf import OmegaConf
 
+from src.config import set_matmul_precision
 from src.entry import user_errors_exit
 from src.errors import ConfigError
 from src.schema import validate_train_config
@@ -165,3 +168,37 @@ def test_cli_wrong_type_fails_before_the_data_is_read(tmp_path):
 def test_cli_incompatible_pairing_exits_2(tmp_path):
     result = run_entry("src.train", "decoder=transformer", "attention=coverage", f"paths.log_dir={tmp_path}")
     assert_clean_failure(result, "decoder=transformer cannot use attention=coverage")
+
+
+def test_float32_matmul_precision_is_applied_and_checked():
+    before = torch.get_float32_matmul_precision()
+    try:
+        set_matmul_precision(OmegaConf.create({"float32_matmul_precision": "highest"}))
+        assert torch.get_float32_matmul_precision() == "highest"
+        set_matmul_precision(compose_config())  # the training default
+        assert torch.get_float32_matmul_precision() == "medium"
+        with pytest.raises(ConfigError, match="float32_matmul_precision='low' is invalid: use highest, high"):
+            set_matmul_precision(OmegaConf.create({"float32_matmul_precision": "low"}))
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
+def test_medium_matmul_precision_keeps_float32_products_close():
+    """What the default buys must not cost accuracy: a layer's output and gradients stay within float32
+    rounding of the plain float32 ones (on hardware without a faster kernel the two are identical)."""
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(256, 1000)
+    x = torch.randn(64, 256)
+    before = torch.get_float32_matmul_precision()
+    results = []
+    try:
+        for precision in ("highest", "medium"):
+            torch.set_float32_matmul_precision(precision)
+            layer.zero_grad()
+            out = layer(x)
+            out.square().sum().backward()
+            results.append((out.detach(), layer.weight.grad.clone()))
+    finally:
+        torch.set_float32_matmul_precision(before)
+    for exact, fast in zip(*results, strict=True):
+        assert (fast - exact).abs().max() <= 1e-5 * exact.abs().max()

@@ -89,21 +89,23 @@ def _optimizer(module: TranslationModule) -> torch.optim.Optimizer:
 
 
 class StepTimer(Callback):
-    """Times Lightning's training batches after the first `warmup` (from the end of batch warmup - 1, so
-    that the next batch's loading is inside the window, as in `raw_throughput`)."""
+    """Times Lightning's training batches after the first `warmup` of the run (from the end of batch
+    warmup - 1, so that the next batch's loading is inside the window, as in `raw_throughput`). Batches
+    are counted over the whole run: `batch_idx` starts again at 0 every epoch."""
 
     def __init__(self, warmup: int) -> None:
         self.warmup = max(1, warmup)
         self.start = self.end = 0.0
-        self.steps = self.tokens = self.sentences = 0
+        self.batches = self.steps = self.tokens = self.sentences = 0
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module, outputs, batch: Batch, batch_idx: int
     ) -> None:
         self.end = time.perf_counter()
-        if batch_idx == self.warmup - 1:
+        self.batches += 1
+        if self.batches == self.warmup:
             self.start = self.end
-        elif batch_idx >= self.warmup:
+        elif self.batches > self.warmup:
             self.steps += 1
             self.tokens += target_tokens(batch)
             self.sentences += len(batch)
