@@ -3,7 +3,8 @@
 One process measures, in this order (the BLEU budget counts from process start, so it comes first):
   bleu    train the reference model (`experiment`) with Lightning until `bleu.budget_minutes` after the
           process started; score greedy search on the validation set;
-  decode  greedy, beam and int8 greedy decoding of the validation set with that model;
+  decode  the validation set decoded with that model by each of `decode.searches` (greedy, beam, int8
+          linear layers, float32 matmul precisions);
   train   training throughput of each of `train.models`: a raw PyTorch loop and the Lightning Trainer,
           interleaved over `train.rounds` rounds;
   naive   the reference model trained and decoded one sentence at a time (the tutorial way).
@@ -36,6 +37,7 @@ from src.config import register_resolvers, set_matmul_precision
 from src.data.datamodule import TranslationDataModule
 from src.decoding import SequenceGenerator
 from src.entry import user_errors_exit
+from src.errors import ConfigError
 from src.lit_module import TranslationModule
 from src.models.quantization import quantize_int8
 
@@ -47,6 +49,7 @@ _IMPORTED = time.perf_counter()
 def bench(cfg: DictConfig, output_dir: Path) -> str:
     """Measure the parts of `cfg.parts`; the report is rewritten after each, so a run cut short keeps
     what it measured. Returns the markdown of the report."""
+    check_first_search(cfg.decode.searches[0])
     torch.set_num_threads(cfg.threads)
     warnings.filterwarnings("ignore", message=r".*(does not have many workers|`self.log\(\)`|LeafSpec).*")
     logging.getLogger("sacrebleu").setLevel(logging.ERROR)  # tokenize=none scores tokenised text on purpose
@@ -136,16 +139,21 @@ def measure_decoding(
     datamodule: TranslationDataModule,
     greedy: Decoded,
 ) -> list[dict[str, Any]]:
-    """Greedy, beam and int8 greedy search, interleaved over `decode.rounds`; the fastest round counts."""
-    set_matmul_precision(reference)
-    searches = {"greedy": (module.net, 1), f"beam {cfg.decode.beam_size}": (module.net, cfg.decode.beam_size)}
-    if cfg.decode.int8:
-        searches["greedy, int8 linear layers"] = (quantize_int8(module.net), 1)
-    runs: dict[str, list[Decoded]] = {"greedy": [greedy]}
+    """Each of `decode.searches`, interleaved over `decode.rounds`; the fastest round counts. The first
+    search is the greedy decoding that scored the BLEU part, which counts as one of its rounds."""
+    int8_net = (
+        quantize_int8(module.net) if any(search.get("int8") for search in cfg.decode.searches) else None
+    )
+    runs: dict[str, list[Decoded]] = {cfg.decode.searches[0].name: [greedy]}
     for _ in range(cfg.decode.rounds):
-        for name, (net, beam_size) in searches.items():
-            log.info("Decoding the validation set: %s", name)
-            runs.setdefault(name, []).append(decode_validation(cfg, reference, net, datamodule, beam_size))
+        for search in cfg.decode.searches:
+            log.info("Decoding the validation set: %s", search.name)
+            # the search's own float32 matmul precision, else the training config's
+            set_matmul_precision(search if "float32_matmul_precision" in search else reference)
+            net = int8_net if search.get("int8") else module.net
+            decoded = decode_validation(cfg, reference, net, datamodule, search.beam_size)
+            runs.setdefault(search.name, []).append(decoded)
+    set_matmul_precision(reference)
     rows = []
     for name, decoded in runs.items():
         best = max(decoded, key=lambda d: d.sentences_per_s)
@@ -159,6 +167,15 @@ def measure_decoding(
             }
         )
     return rows
+
+
+def check_first_search(search: DictConfig) -> None:
+    """The first search counts the bleu part's decoding as a round: it must be that decoding."""
+    if search.beam_size != 1 or search.get("int8") or "float32_matmul_precision" in search:
+        raise ConfigError(
+            f"decode.searches[0] ({search.name}) must be plain greedy search ({{name: greedy, beam_size: 1}}): "
+            "its first round is the greedy decoding of the bleu part. Put the other searches after it."
+        )
 
 
 def measure_training(cfg: DictConfig, model: DictConfig, datamodule: TranslationDataModule) -> dict[str, Any]:
@@ -262,7 +279,6 @@ def settings(cfg: DictConfig, reference: DictConfig) -> dict[str, Any]:
         "steps": cfg.train.steps,
         "rounds": cfg.train.rounds,
         "decode_batch_size": cfg.decode.batch_size,
-        "beam_size": cfg.decode.beam_size,
         "max_len_a": reference.model.val_generator.max_len_a,
         "max_len_b": reference.model.val_generator.max_len_b,
         "bleu_budget_s": 60 * cfg.bleu.budget_minutes,
