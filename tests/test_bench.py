@@ -34,6 +34,7 @@ def test_tiny_benchmark_writes_json_and_markdown(tmp_path: Path, monkeypatch: py
         "greedy",
         "beam 5",
         "greedy, int8 linear layers",
+        "beam 5, int8 linear layers",
         "greedy, float32_matmul_precision=highest",
         "beam 5, float32_matmul_precision=highest",
     ]
