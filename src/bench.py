@@ -19,6 +19,8 @@ import platform
 import resource
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,7 @@ def bench(cfg: DictConfig, output_dir: Path) -> str:
     logging.getLogger("sacrebleu").setLevel(logging.ERROR)  # tokenize=none scores tokenised text on purpose
     deadline = time.perf_counter() + 60 * cfg.bleu.budget_minutes - process_age()
     reference = train_config(cfg, [])
+    set_matmul_precision(reference)  # for every part; a model or search with its own sets it for its block
     results: dict[str, Any] = {"machine": machine(), "settings": settings(cfg, reference)}
     log.info("Reading the data <%s>", reference.data._target_)
     datamodule = instantiate(reference.data)
@@ -92,7 +95,6 @@ def train_reference(
 ) -> tuple[TranslationModule, Decoded, dict[str, float]]:
     """Train the reference model with Lightning until `deadline`; decode the validation set greedily.
     Returns the module, the greedy decoding and a summary of the training."""
-    set_matmul_precision(reference)
     module = build_module(reference, datamodule, cfg.seed)
     log.info("Training the reference model until the budget is spent")
     trained = train_until(reference, module, datamodule, deadline)
@@ -148,12 +150,10 @@ def measure_decoding(
     for _ in range(cfg.decode.rounds):
         for search in cfg.decode.searches:
             log.info("Decoding the validation set: %s", search.name)
-            # the search's own float32 matmul precision, else the training config's
-            set_matmul_precision(search if "float32_matmul_precision" in search else reference)
             net = int8_net if search.get("int8") else module.net
-            decoded = decode_validation(cfg, reference, net, datamodule, search.beam_size)
+            with matmul_precision_of(search):
+                decoded = decode_validation(cfg, reference, net, datamodule, search.beam_size)
             runs.setdefault(search.name, []).append(decoded)
-    set_matmul_precision(reference)
     rows = []
     for name, decoded in runs.items():
         best = max(decoded, key=lambda d: d.sentences_per_s)
@@ -169,6 +169,18 @@ def measure_decoding(
     return rows
 
 
+@contextmanager
+def matmul_precision_of(node: DictConfig) -> Iterator[None]:
+    """Run the block at `node`'s `float32_matmul_precision` when it sets one, then restore the current."""
+    before = torch.get_float32_matmul_precision()
+    if "float32_matmul_precision" in node:
+        set_matmul_precision(node)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
 def check_first_search(search: DictConfig) -> None:
     """The first search counts the bleu part's decoding as a round: it must be that decoding."""
     if search.beam_size != 1 or search.get("int8") or "float32_matmul_precision" in search:
@@ -182,17 +194,17 @@ def measure_training(cfg: DictConfig, model: DictConfig, datamodule: Translation
     """Raw-loop and Lightning throughput of one model, interleaved over `train.rounds`; the fastest round
     of each counts."""
     config = train_config(cfg, list(model.overrides))
-    set_matmul_precision(config)
     module = build_module(config, datamodule, cfg.seed)
     warmup, steps = cfg.train.warmup_steps, cfg.train.steps
     raw, light = [], []
-    for _ in range(cfg.train.rounds):
-        log.info("Training throughput of %s: raw loop", model.name)
-        clip, precision = config.trainer.gradient_clip_val, str(config.trainer.precision)
-        raw.append(raw_throughput(module, datamodule, warmup, steps, clip, precision))
-        if cfg.train.lightning:
-            log.info("Training throughput of %s: Lightning", model.name)
-            light.append(lightning_throughput(config, module, datamodule, warmup, steps))
+    clip, precision = config.trainer.gradient_clip_val, str(config.trainer.precision)
+    with matmul_precision_of(config):
+        for _ in range(cfg.train.rounds):
+            log.info("Training throughput of %s: raw loop", model.name)
+            raw.append(raw_throughput(module, datamodule, warmup, steps, clip, precision))
+            if cfg.train.lightning:
+                log.info("Training throughput of %s: Lightning", model.name)
+                light.append(lightning_throughput(config, module, datamodule, warmup, steps))
     row: dict[str, Any] = {"model": model.name, "overrides": list(model.overrides)}
     for path, runs in (("raw", raw), ("lightning", light)):
         if runs:
@@ -210,7 +222,6 @@ def measure_naive(
 ) -> dict[str, Any]:
     """Naive training from a fresh reference model; naive greedy decoding of the trained one (so its
     outputs can be checked against the batched greedy search)."""
-    set_matmul_precision(reference)
     fresh = build_module(reference, datamodule, cfg.seed).net
     train_set = datamodule.datasets["train"]
     log.info("Naive training for %s s", cfg.naive.train_seconds)

@@ -21,7 +21,7 @@ def to_markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Benchmark of `{settings['experiment']}`, {machine['started']}: {machine['cpu']}, "
         f"{machine['threads']} torch threads, torch {machine['torch']}, precision {settings['precision']}"
-        f" (float32 matmuls: {settings.get('float32_matmul_precision', 'highest')}); "
+        f" (float32 matmuls: {settings['float32_matmul_precision']}); "
         f"load average {machine['load_start']:.1f} at the start, {machine['load_end']:.1f} at the end "
         f"(on {machine['cpus']} CPUs; other processes slow every number alike, so compare ratios within one run).",
         "",
