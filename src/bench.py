@@ -40,6 +40,7 @@ from src.data.datamodule import TranslationDataModule
 from src.decoding import SequenceGenerator
 from src.entry import user_errors_exit
 from src.errors import ConfigError
+from src.hardware import check_precision, cpu_family
 from src.lit_module import TranslationModule
 from src.models.quantization import quantize_int8
 
@@ -194,6 +195,11 @@ def measure_training(cfg: DictConfig, model: DictConfig, datamodule: Translation
     """Raw-loop and Lightning throughput of one model, interleaved over `train.rounds`; the fastest round
     of each counts."""
     config = train_config(cfg, list(model.overrides))
+    try:  # a precision this machine cannot compute (bf16 on an AVX2-only CPU) is a row without numbers
+        check_precision(str(config.trainer.precision), str(config.trainer.accelerator))
+    except ConfigError as err:
+        log.warning("Not measuring %s: %s", model.name, err)
+        return {"model": model.name, "skipped": str(err)}
     module = build_module(config, datamodule, cfg.seed)
     warmup, steps = cfg.train.warmup_steps, cfg.train.steps
     raw, light = [], []
@@ -269,6 +275,7 @@ def machine() -> dict[str, Any]:
     return {
         "started": datetime.datetime.now().isoformat(timespec="seconds"),
         "cpu": cpu_name(),
+        "cpu_family": cpu_family(),  # amx, avx512_bf16, avx512, avx2: what medium and bf16 do depends on it
         "cpus": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,

@@ -5,7 +5,8 @@ Three steps:
 
 1. `RULES`: type and range of the common numeric options. A value typed on the command line that is not
    a number arrives as a string (`model.optimizer.lr=abc`), so types are checked, not only ranges.
-2. Options that only fail together: position tables shorter than `data.max_len`, a learning-rate monitor
+2. What the hardware cannot compute (`trainer.precision=bf16-mixed` on a CPU without bf16: `src.hardware`),
+   and options that only fail together: position tables shorter than `data.max_len`, a learning-rate monitor
    without a logger.
 3. A dry build of the network (on the meta device: no memory, no time), the optimizer, the LR scheduler,
    teacher forcing and the validation search. Their constructors already check what only they can
@@ -26,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.entry import user_error_cause
 from src.errors import ConfigError
+from src.hardware import check_precision
 from src.lit_module import NONFINITE_LOSS_CHOICES
 
 _ABSENT = object()
@@ -111,6 +113,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 def validate_train_config(cfg: DictConfig) -> None:
     """Raise `ConfigError` for the first invalid option of a training config; build nothing that lasts."""
     check_rules(cfg)
+    check_precision(str(cfg.trainer.precision), str(cfg.trainer.get("accelerator", "auto")))
     check_positions(cfg)
     check_logger_for_callbacks(cfg)
     dry_build(cfg)

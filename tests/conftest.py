@@ -107,6 +107,19 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
     return {"ckpt": ckpt, **task}
 
 
+@pytest.fixture(autouse=True)
+def float32_matmuls():
+    """Every test computes in plain float32 (the default) unless it sets another precision itself, and
+    leaves the process as it found it: on AMX CPUs `medium` changes products by ~4e-3, enough to break
+    every "step-wise equals all-at-once" comparison."""
+    import torch
+
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    yield
+    torch.set_float32_matmul_precision(before)
+
+
 @pytest.fixture
 def one_thread(monkeypatch: pytest.MonkeyPatch):
     """Torch on one thread, here and in the commands a test starts: tiny models gain nothing from a

@@ -258,6 +258,7 @@ def test_invalid_option_raises_config_error_naming_it(tmp_path, name, value):
 
 def test_shipped_sample_loads_with_its_config():
     cfg = OmegaConf.create({"paths": {"data_dir": str(ROOT / "data")}, "seed": 0})
+    cfg.tokenizer = OmegaConf.load(ROOT / "conf/tokenizer/word.yaml")  # the default of the tokenizer group
     cfg.data = OmegaConf.load(ROOT / "conf/data/sample.yaml")
     dm = instantiate(cfg.data)
     dm.setup("fit")

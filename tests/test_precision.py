@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.precision import MixedPrecision
 
 from src.data.datamodule import TranslationDataModule
+from src.hardware import cpu_supports_bf16
 from tests.conftest import compose_config
 from tests.tiny_runs import one_thread, read_records, tiny_overrides, train_here, write_tiny_task
 
@@ -113,6 +114,9 @@ def test_fp16_gradients_are_unscaled_before_clipping(data):
     assert stepped_16 == pytest.approx([CLIP] * 3, rel=1e-3)
 
 
+@pytest.mark.skipif(
+    not cpu_supports_bf16(), reason="this CPU has no native bf16 (test_hardware.py checks the error)"
+)
 def test_bf16_mixed_trains_on_the_cpu(task, tmp_path):
     recorder = tmp_path / "steps.jsonl"
     overrides = [*tiny_overrides(task, tmp_path / "logs", recorder), "trainer.precision=bf16-mixed"]

@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 from src.config import set_matmul_precision
 from src.entry import user_errors_exit
 from src.errors import ConfigError
+from src.hardware import cpu_family
 from src.schema import validate_train_config
 from tests.conftest import compose_config, run_entry
 
@@ -103,7 +104,9 @@ def test_invalid_option_is_rejected_naming_it(case):
         ["~logger", "~callbacks.lr_monitor"],
     ],
 )
-def test_valid_configs_pass(overrides):
+def test_valid_configs_pass(overrides, monkeypatch):
+    # whether this CPU computes bf16 is tests/test_hardware.py's subject, not these options'
+    monkeypatch.setattr("src.hardware.cpu_supports_bf16", lambda: True)
     validate_train_config(compose_config(overrides=overrides))
 
 
@@ -175,17 +178,24 @@ def test_float32_matmul_precision_is_applied_and_checked():
     try:
         set_matmul_precision(OmegaConf.create({"float32_matmul_precision": "highest"}))
         assert torch.get_float32_matmul_precision() == "highest"
-        set_matmul_precision(compose_config())  # the training default
+        set_matmul_precision(OmegaConf.create({"float32_matmul_precision": "medium"}))
         assert torch.get_float32_matmul_precision() == "medium"
+        set_matmul_precision(compose_config())  # the training default
+        assert torch.get_float32_matmul_precision() == "highest"
         with pytest.raises(ConfigError, match="float32_matmul_precision='low' is invalid: use highest, high"):
             set_matmul_precision(OmegaConf.create({"float32_matmul_precision": "low"}))
     finally:
         torch.set_float32_matmul_precision(before)
 
 
-def test_medium_matmul_precision_keeps_float32_products_close():
-    """What the default buys must not cost accuracy: a layer's output and gradients stay within float32
-    rounding of the plain float32 ones (on hardware without a faster kernel the two are identical)."""
+# the largest error of `medium` relative to float32, by CPU family (docs/BENCHMARK.md): oneDNN's multi-pass
+# bf16 kernels on AVX512-BF16, single-pass bf16 products on AMX, no faster kernel (plain float32) elsewhere
+MEDIUM_TOLERANCE = {"amx": 2e-2, "avx512_bf16": 1e-5}
+
+
+def test_medium_matmul_precision_stays_within_its_documented_error():
+    """What `medium` costs in accuracy on this CPU is what the docs say: within float32 rounding on AVX512-BF16
+    and on CPUs without a faster kernel; within bf16 rounding on AMX."""
     torch.manual_seed(0)
     layer = torch.nn.Linear(256, 1000)
     x = torch.randn(64, 256)
@@ -200,5 +210,6 @@ def test_medium_matmul_precision_keeps_float32_products_close():
             results.append((out.detach(), layer.weight.grad.clone()))
     finally:
         torch.set_float32_matmul_precision(before)
+    tolerance = MEDIUM_TOLERANCE.get(cpu_family(), 1e-5)
     for exact, fast in zip(*results, strict=True):
-        assert (fast - exact).abs().max() <= 1e-5 * exact.abs().max()
+        assert (fast - exact).abs().max() <= tolerance * exact.abs().max()

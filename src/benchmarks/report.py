@@ -19,7 +19,8 @@ def write(results: dict[str, Any], directory: Path) -> str:
 def to_markdown(results: dict[str, Any]) -> str:
     machine, settings = results["machine"], results["settings"]
     lines = [
-        f"Benchmark of `{settings['experiment']}`, {machine['started']}: {machine['cpu']}, "
+        f"Benchmark of `{settings['experiment']}`, {machine['started']}: {machine['cpu']} "
+        f"({machine.get('cpu_family', 'family unknown')}), "
         f"{machine['threads']} torch threads, torch {machine['torch']}, precision {settings['precision']}"
         f" (float32 matmuls: {settings['float32_matmul_precision']}); "
         f"load average {machine['load_start']:.1f} at the start, {machine['load_end']:.1f} at the end "
@@ -60,13 +61,17 @@ def _training(rows: list[dict[str, Any]], settings: dict[str, Any]) -> list[str]
         "| model | raw loop | Lightning | Lightning / raw | raw × naive |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
+    skipped = []
     for row in rows:
         raw, lightning = row.get("raw_tokens_per_s"), row.get("lightning_tokens_per_s")
+        name = row["model"] + (" (not measured¹)" if row.get("skipped") else "")
         lines.append(
-            f"| {row['model']} | {_num(raw)} | {_num(lightning)} | {_ratio(lightning, raw)} "
+            f"| {name} | {_num(raw)} | {_num(lightning)} | {_ratio(lightning, raw)} "
             f"| {_times(row.get('raw_vs_naive'))} |"
         )
-    return [*lines, ""]
+        if row.get("skipped"):
+            skipped.append(f"¹ {row['model']}: {row['skipped']}")
+    return [*lines, "", *skipped, *([""] if skipped else [])]
 
 
 def _decoding(rows: list[dict[str, Any]], settings: dict[str, Any]) -> list[str]:
