@@ -1,10 +1,12 @@
-"""Attention heatmaps: a matplotlib figure (TensorBoard, PNG files) and a text version (terminal).
+"""Figures: attention heatmaps (matplotlib for TensorBoard and PNG files, text for the terminal), a heatmap
+of scores by layer x head (`score_grid_figure`), and scores against source length (`length_figure`).
 
-Both take the weights of one hypothesis, `[heads, tgt_len, src_len]`: rows are output tokens, columns
-source tokens. With several heads the figure shows their mean first, then every head.
+The attention heatmaps take the weights of one hypothesis, `[heads, tgt_len, src_len]`: rows are output
+tokens, columns source tokens. With several heads the figure shows their mean first, then every head.
 """
 
 import math
+from pathlib import Path
 
 import matplotlib
 
@@ -57,6 +59,44 @@ def attention_figure(
     return figure
 
 
+def score_grid_figure(
+    values: list[list[float]],
+    row_labels: list[str],
+    column_labels: list[str],
+    title: str = "",
+    label: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+) -> Figure:
+    """A heatmap of one score per cell (e.g. AER by decoder layer x head), each cell showing its value;
+    lower values are lighter (the colour map is reversed viridis, for scores where lower is better).
+
+    values `[rows][columns]`; len(row_labels) == rows, len(column_labels) == columns. `label` names the
+    colour bar.
+    """
+    rows, columns = len(values), len(values[0]) if values else 0
+    if (rows, columns) != (len(row_labels), len(column_labels)):
+        raise ValueError(
+            f"{rows} x {columns} values do not fit {len(row_labels)} x {len(column_labels)} labels"
+        )
+    figure, ax = plt.subplots(figsize=(max(4.0, 0.8 * columns + 2.5), max(3.0, 0.6 * rows + 1.5)))
+    image = ax.imshow(values, cmap="viridis_r", aspect="auto")
+    for row, row_values in enumerate(values):
+        for column, value in enumerate(row_values):
+            light = image.norm(value) < 0.5  # viridis_r: low values are light, so they get dark text
+            color = "black" if light else "white"
+            ax.text(column, row, f"{value:.1f}", ha="center", va="center", color=color, fontsize=8)
+    ax.set_xticks(range(columns), column_labels)
+    ax.set_yticks(range(rows), row_labels)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=label)
+    figure.tight_layout()
+    return figure
+
+
 def text_heatmap(weights: Tensor, src_tokens: list[str], tgt_tokens: list[str]) -> str:
     """A terminal heatmap: one row per output token, one shaded cell per source token.
 
@@ -71,3 +111,49 @@ def text_heatmap(weights: Tensor, src_tokens: list[str], tgt_tokens: list[str]) 
         lines.append(f"{token:>{label_width}} {cells}")
     lines += [f"{i:>{label_width + 3}} = {token}" for i, token in enumerate(src_tokens)]
     return "\n".join(lines)
+
+
+def length_figure(
+    curves: dict[str, list[dict]],
+    metric: str = "bleu",
+    errors: dict[str, list[float | None]] | None = None,
+    title: str = "",
+) -> Figure:
+    """A score against source length: one curve per model, the bucket sizes as grey bars behind them.
+
+    `curves`: model name -> the rows of `src.metrics.scores_by_length` (the same buckets for every model);
+    `errors`: optional error bars (e.g. the standard deviation over seeds), one per bucket.
+    Empty buckets are left out of the curves.
+    """
+    first = next(iter(curves.values()))
+    labels = [row["bucket"] for row in first]
+    figure, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(labels) + 2.5), 4.0))
+    sizes = ax.twinx()
+    sizes.bar(range(len(labels)), [row["sentences"] for row in first], color="0.88", zorder=0)
+    sizes.set_ylabel("sentences in the bucket")
+    ax.set_zorder(sizes.get_zorder() + 1)
+    ax.patch.set_visible(False)
+    for name, rows in curves.items():
+        points = [(i, row[metric]) for i, row in enumerate(rows) if row.get(metric) is not None]
+        if not points:
+            continue
+        xs, ys = zip(*points, strict=True)
+        yerr = None
+        if errors and errors.get(name):
+            yerr = [errors[name][i] or 0.0 for i in xs]
+        ax.errorbar(xs, ys, yerr=yerr, marker="o", capsize=3, label=name)
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_xlabel("source length (words)")
+    ax.set_ylabel(metric.replace("_", " "))
+    if len(curves) > 1:
+        ax.legend(fontsize="small")
+    if title:
+        ax.set_title(title, wrap=True)
+    figure.tight_layout()
+    return figure
+
+
+def save_figure(figure: Figure, path: str | Path) -> None:
+    """Write a figure as a PNG (120 dpi) and free it."""
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

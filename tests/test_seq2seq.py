@@ -86,6 +86,52 @@ def test_teacher_forcing_ratio_zero_feeds_back_greedy_predictions(name: str) -> 
         tokens = log_probs.argmax(-1, keepdim=True)
 
 
+def two_layer_transformer_model() -> Seq2Seq:
+    torch.manual_seed(0)
+    return Seq2Seq(
+        VOCAB,
+        VOCAB,
+        encoder=functools.partial(TransformerEncoder, d_model=HIDDEN, num_layers=1, num_heads=2, d_ff=64),
+        attention=functools.partial(MultiHeadAttention, num_heads=4, hidden_size=16),
+        decoder=functools.partial(TransformerDecoder, d_model=HIDDEN, num_layers=2, num_heads=2, d_ff=64),
+        embedding_size=EMB,
+    ).eval()
+
+
+@pytest.mark.parametrize("name", [*MODELS, "transformer_2_layers"])
+def test_attention_by_layer_ends_with_the_weights_forward_returns(name: str) -> None:
+    model = two_layer_transformer_model() if name == "transformer_2_layers" else MODELS[name]().eval()
+    src, src_len, tgt_in = batch()
+    _, weights = model(src, src_len, tgt_in)
+    by_layer = model.attention_by_layer(src, src_len, tgt_in)
+    layers = 2 if name == "transformer_2_layers" else 1
+    assert by_layer.shape == (4, layers, model.num_heads, 5, 6)
+    torch.testing.assert_close(by_layer[:, -1], weights)
+
+
+def test_attention_by_layer_gives_each_layer_its_own_distributions() -> None:
+    model = two_layer_transformer_model()
+    src, src_len, tgt_in = batch()
+    by_layer = model.attention_by_layer(src, src_len, tgt_in)  # [batch, layers, heads, tgt_len, src_len]
+    torch.testing.assert_close(by_layer.sum(-1), torch.ones(by_layer.shape[:-1]))
+    assert (by_layer[1, ..., 3:] == 0).all()  # padded source positions
+    assert not torch.allclose(by_layer[:, 0], by_layer[:, 1])
+
+
+def test_attention_by_layer_is_none_without_attention() -> None:
+    torch.manual_seed(0)
+    model = Seq2Seq(
+        VOCAB,
+        VOCAB,
+        encoder=functools.partial(RecurrentEncoder, hidden_size=HIDDEN),
+        attention=NoAttention,
+        decoder=functools.partial(RecurrentDecoder, hidden_size=HIDDEN),
+        embedding_size=EMB,
+    )
+    src, src_len, tgt_in = batch()
+    assert model.attention_by_layer(src, src_len, tgt_in) is None
+
+
 def test_teacher_forcing_ratio_below_one_mixes_reference_and_predictions() -> None:
     model = rnn_model().eval()
     src, src_len, tgt_in = batch()

@@ -60,6 +60,16 @@ class Decoder(nn.Module):
         attn_weights `[batch, heads, tgt_len, src_len]` or None, the state after these positions)."""
         raise NotImplementedError
 
+    def attention_by_layer(
+        self, tgt_emb: Tensor, cache: dict[str, Tensor], state: dict[str, Tensor]
+    ) -> Tensor | None:
+        """The cross-attention of every layer that has one, for reading (e.g. as word alignments):
+        tgt_emb `[batch, tgt_len, emb]` -> `[batch, layers, heads, tgt_len, src_len]`, or None without
+        attention. A decoder with one attention (the recurrent ones) returns what `forward` returns,
+        with layers = 1."""
+        _, attn_weights, _ = self(tgt_emb, cache, state)
+        return None if attn_weights is None else attn_weights.unsqueeze(1)
+
 
 class RecurrentDecoder(Decoder):
     """A conditional LSTM/GRU decoder in the style of Luong et al. (2015) and JoeyNMT:
@@ -282,7 +292,8 @@ class TransformerDecoder(Decoder):
     The memory is projected to d_model once per batch (in `start`) if its size differs. Incremental
     decoding keeps the embedded prefix in the state ({"prefix": [batch, t, emb]}); `forward` appends the
     new positions, runs the stack causally over the whole prefix and returns only the new positions. The
-    returned weights are the last layer's cross-attention weights.
+    returned weights are the last layer's cross-attention weights; `attention_by_layer` gives every
+    layer's.
     """
 
     def __init__(
@@ -350,13 +361,29 @@ class TransformerDecoder(Decoder):
     def forward(
         self, tgt_emb: Tensor, cache: dict[str, Tensor], state: dict[str, Tensor]
     ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+        output, weights, state = self._run(tgt_emb, cache, state)
+        return output, weights[-1], state
+
+    def attention_by_layer(
+        self, tgt_emb: Tensor, cache: dict[str, Tensor], state: dict[str, Tensor]
+    ) -> Tensor | None:
+        _, weights, _ = self._run(tgt_emb, cache, state)
+        return torch.stack(weights, dim=1)  # [batch, layers, heads, tgt_len, src_len]
+
+    def _run(
+        self, tgt_emb: Tensor, cache: dict[str, Tensor], state: dict[str, Tensor]
+    ) -> tuple[Tensor, list[Tensor], dict[str, Tensor]]:
+        """-> (output `[batch, tgt_len, d_model]`, per layer the cross-attention weights
+        `[batch, heads, tgt_len, src_len]` of the new positions, the state)."""
         prefix = torch.cat([state["prefix"], tgt_emb], dim=1)  # [batch, t + tgt_len, emb]
         length = prefix.size(1)
         future = torch.ones(length, length, dtype=torch.bool, device=prefix.device).triu(diagonal=1)
         x = self.input_layer(prefix) * math.sqrt(self.d_model)  # [batch, t + tgt_len, d_model]
         x = self.dropout(self.positions(x))
-        for i, layer in enumerate(self.layers):
-            x, weights = layer(x, future, cache["keys"][:, i], cache["values"][:, i], cache["mask"])
         new = slice(length - tgt_emb.size(1), length)
+        weights = []
+        for i, layer in enumerate(self.layers):
+            x, layer_weights = layer(x, future, cache["keys"][:, i], cache["values"][:, i], cache["mask"])
+            weights.append(layer_weights[:, :, new])
         output = self.norm(x[:, new])  # [batch, tgt_len, d_model]
-        return output, weights[:, :, new], {"prefix": prefix}
+        return output, weights, {"prefix": prefix}

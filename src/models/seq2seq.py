@@ -115,6 +115,15 @@ class Seq2Seq(nn.Module):
         attn_weights = None if weights[0] is None else torch.cat(weights, dim=2)
         return torch.cat(steps, dim=1), attn_weights
 
+    def attention_by_layer(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> Tensor | None:
+        """The cross-attention of every decoder layer, with the reference fed in (teacher forcing):
+        src `[batch, src_len]`, src_len `[batch]`, tgt_in `[batch, tgt_len]` (<bos> y) ->
+        `[batch, layers, heads, tgt_len, src_len]` or None without attention. The last layer's weights
+        are the ones `forward` returns; recurrent decoders have one layer of attention."""
+        cache, state = self.start_decoding(self.encode(src, src_len))
+        tgt_emb = self.embedding_dropout(self.tgt_embedding(tgt_in))  # [batch, tgt_len, emb]
+        return self.decoder.attention_by_layer(tgt_emb, cache, state)
+
     def decode_step(
         self, tokens: Tensor, cache: dict[str, Tensor], state: dict[str, Tensor]
     ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
