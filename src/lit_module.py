@@ -1,7 +1,10 @@
 """The LightningModule: trains a `Seq2Seq` network and scores it with corpus BLEU on validation.
 
 What callbacks may read: `net`, `codec`, `translator`, and after every validation epoch
-`validation_outputs` (sources, references and hypotheses of the whole validation set on this rank).
+`validation_outputs` (sources, references and hypotheses of the validation set on this rank). The scores
+are torchmetrics metrics (`src.metrics`): `val/bleu`, `val/chrf`, `val/loss`, `val/ppl`, `val/exact_match`,
+`val/token_accuracy` (and `test/...`), computed over all processes without gathering any text; after testing,
+`test_by_length` (the test scores per source-length bucket, `model.length_buckets`).
 """
 
 import logging
@@ -10,17 +13,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from lightning import LightningModule
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor
+from torchmetrics import MeanMetric
 
 from src.data.codec import Codec
 from src.data.datamodule import Batch
 from src.decoding import SequenceGenerator
 from src.errors import CheckpointError, ConfigError, TrainingError
 from src.losses import attention_entropy, coverage_loss, token_nll
-from src.metrics import CorpusScores, corpus_scores
+from src.metrics import CorpusBLEU, CorpusChrF, ScoresByLength, SequenceAccuracy
 from src.models.seq2seq import Seq2Seq
 from src.schedules import TeacherForcingSchedule
 from src.translator import Translator, bleu_hypothesis, bleu_reference
@@ -54,6 +57,7 @@ class TranslationModule(LightningModule):
         val_generator: SequenceGenerator | None = None,
         bleu_tokenize: str = "13a",
         nonfinite_loss: str = "error",
+        length_buckets: list[int] | None = None,
     ):
         """`net` arrives as a partial (from Hydra) and is completed with the vocabulary sizes here."""
         super().__init__()
@@ -78,10 +82,23 @@ class TranslationModule(LightningModule):
         # a checkpoint alone can rebuild the model (see `src.checkpoint`)
         self.run_config: dict[str, Any] = {}
         self.validation_outputs = ValidationOutputs()
-        self.last_scores: CorpusScores | None = None
         self.best_bleu = float("-inf")
-        self._eval_sums: dict[str, Tensor] = {}
         self._eval_texts = ValidationOutputs()
+        # validation and test metrics (torchmetrics: their states sum over batches and DDP processes, and
+        # are not part of the checkpoint's weights); reset after every validation or test epoch
+        lowercase = codec.tgt_tokenizer.lowercase
+        self.eval_bleu = CorpusBLEU(bleu_tokenize, lowercase)
+        self.eval_chrf = CorpusChrF(lowercase)
+        self.eval_accuracy = SequenceAccuracy()
+        self.eval_nll = MeanMetric()  # the token-weighted mean of the NLL (no label smoothing)
+        # the test set's scores by source length (`test_by_length` after testing); null: not measured
+        try:
+            self.test_length_scores = (
+                ScoresByLength(list(length_buckets), bleu_tokenize, lowercase) if length_buckets is not None else None
+            )
+        except ValueError as err:
+            raise ConfigError(f"model.length_buckets={list(length_buckets)} is invalid: {err}.") from None
+        self.test_by_length: list[dict[str, Any]] | None = None
         # gradient accumulation (see `_summed_loss`): the target tokens of the current window on this rank,
         # and the constant each batch's summed loss is divided by
         self._window_tokens: Tensor | int = 0
@@ -138,14 +155,25 @@ class TranslationModule(LightningModule):
         )
 
     # ----------------------------------------------------------- evaluation
-    def _eval_step(self, batch: Batch) -> None:
+    def _eval_step(self, batch: Batch, stage: str) -> None:
         _, nll, n_tokens = self._loss(batch, teacher_forcing_ratio=1.0)
-        for key, value in (("nll", nll), ("tokens", n_tokens)):
-            self._eval_sums[key] = self._eval_sums.get(key, 0) + value.float()
-        hypotheses = self.translator.generator(self.net, batch.src, batch.src_len)
+        self.eval_nll.update(nll / n_tokens, weight=n_tokens)
+        best = [nbest[0].tokens for nbest in self.translator.generator(self.net, batch.src, batch.src_len)]
+        hypotheses = [self._hypothesis_text(tokens) for tokens in best]
+        references = [self._reference_text(reference) for reference in batch.tgt_text]
+        self.eval_bleu.update(hypotheses, references)
+        self.eval_chrf.update(hypotheses, references)
+        hypothesis_tokens = [self.codec.tgt_tokens(tokens) for tokens in best]
+        reference_tokens = [self.codec.tgt_tokenizer.tokenize(reference) for reference in batch.tgt_text]
+        self.eval_accuracy.update(hypothesis_tokens, reference_tokens)
+        if stage == "test" and self.test_length_scores is not None:
+            source_lengths = [len(source.split()) for source in batch.src_text]
+            self.test_length_scores.update(
+                source_lengths, hypotheses, references, hypothesis_tokens, reference_tokens
+            )
         self._eval_texts.sources += batch.src_text
         self._eval_texts.references += batch.tgt_text
-        self._eval_texts.hypotheses += [self._hypothesis_text(nbest[0].tokens) for nbest in hypotheses]
+        self._eval_texts.hypotheses += hypotheses
 
     # scored exactly as `python -m src.evaluate` scores (src/translator.py)
     def _hypothesis_text(self, tokens: list[int]) -> str:
@@ -155,44 +183,44 @@ class TranslationModule(LightningModule):
         return bleu_reference(self.codec, reference, self.bleu_tokenize)
 
     def _eval_epoch_end(self, stage: str) -> None:
-        sums, texts = self._eval_sums, _gather_texts(self._eval_texts)
-        self._eval_sums, self._eval_texts = {}, ValidationOutputs()
-        if not sums:
+        metrics = (self.eval_nll, self.eval_bleu, self.eval_chrf, self.eval_accuracy)
+        texts, self._eval_texts = self._eval_texts, ValidationOutputs()
+        if not self.eval_nll.update_called:
             return
-        nll = self.trainer.strategy.reduce(sums["nll"], reduce_op="sum")
-        tokens = self.trainer.strategy.reduce(sums["tokens"], reduce_op="sum")
-        scores = corpus_scores(
-            texts.hypotheses,
-            [self._reference_text(r) for r in texts.references],
-            self.bleu_tokenize,
-            lowercase=self.codec.tgt_tokenizer.lowercase,
-        )
-        loss = nll / tokens
+        loss = self.eval_nll.compute()  # each compute() sums the states of every DDP process
+        bleu = float(self.eval_bleu.compute())
+        accuracy = self.eval_accuracy.compute()
         self.log_dict(
             {
                 f"{stage}/loss": loss,
                 f"{stage}/ppl": torch.exp(loss),
-                f"{stage}/bleu": scores.bleu,
-                f"{stage}/chrf": scores.chrf,
+                f"{stage}/bleu": bleu,
+                f"{stage}/chrf": self.eval_chrf.compute(),
+                f"{stage}/exact_match": accuracy["exact_match"],
+                f"{stage}/token_accuracy": accuracy["token_accuracy"],
             },
             prog_bar=stage == "val",
-            sync_dist=False,  # already reduced over ranks
+            sync_dist=False,  # the metrics already hold every process's statistics
         )
+        for metric in metrics:
+            metric.reset()
+        if stage == "test" and self.test_length_scores is not None:
+            self.test_by_length = self.test_length_scores.compute()
+            self.test_length_scores.reset()
         if stage == "val":
             self.validation_outputs = texts
             if not self.trainer.sanity_checking:
-                self.best_bleu = max(self.best_bleu, scores.bleu)
+                self.best_bleu = max(self.best_bleu, bleu)
                 self.log("val/bleu_best", self.best_bleu)
-        self.last_scores = scores
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch)
+        self._eval_step(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch)
+        self._eval_step(batch, "test")
 
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")
@@ -295,18 +323,3 @@ def _check_weights_fit(saved: dict[str, Tensor], current: dict[str, Tensor], pat
             f"({'; '.join(problems[:3])}{more}). Resume with the encoder/attention/decoder/model.net settings "
             "of the original run (see its .hydra/config.yaml)."
         )
-
-
-def _gather_texts(texts: ValidationOutputs) -> ValidationOutputs:
-    """All ranks' texts on every rank (BLEU is a corpus statistic: it cannot be averaged over ranks)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return texts
-    gathered: list[ValidationOutputs | None] = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, texts)
-    merged = ValidationOutputs()
-    for part in gathered:
-        assert part is not None
-        merged.sources += part.sources
-        merged.references += part.references
-        merged.hypotheses += part.hypotheses
-    return merged

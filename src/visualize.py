@@ -9,14 +9,13 @@ import re
 from pathlib import Path
 
 import hydra
-import matplotlib.pyplot as plt
 from omegaconf import DictConfig, ListConfig
 
 from src.checkpoint import load_translator
 from src.config import register_resolvers
 from src.entry import user_errors_exit
 from src.errors import ConfigError, DataError
-from src.plotting import attention_figure
+from src.plotting import attention_figure, save_figure
 
 log = logging.getLogger("seq2seq-lab")
 register_resolvers()
@@ -45,8 +44,7 @@ def visualize(cfg: DictConfig) -> list[Path]:
             title=f"{text}\n→ {translator.to_text(best)}",
         )
         path = output_dir / f"{number:03d}_{_slug(text)}.png"
-        figure.savefig(path, dpi=120)
-        plt.close(figure)
+        save_figure(figure, path)
         saved.append(path)
     log.info(
         "Saved %d attention heatmaps in %s:\n  %s", len(saved), output_dir, "\n  ".join(p.name for p in saved)

@@ -103,3 +103,27 @@ def test_missing_ckpt_path_exits_with_a_clear_message(tmp_path):
 def test_unknown_bleu_tokenizer_is_a_config_error(tiny_checkpoint, tmp_path):
     with pytest.raises(ConfigError, match="bleu_tokenize=13b is not a sacrebleu tokenizer"):
         evaluate_in_process(tiny_checkpoint, tmp_path, "bleu_tokenize=13b")
+
+
+def test_scores_by_source_length_are_saved_drawn_and_add_up(tiny_checkpoint, tmp_path):
+    scores = evaluate_in_process(tiny_checkpoint, tmp_path, "length_buckets=[3,4,5]")
+    rows = scores["by_length"]
+    assert [row["bucket"] for row in rows] == ["1-3", "4-4", "5-5", "6+"]
+    sources = [source for source, _ in read_parallel_tsv(tiny_checkpoint["test"]).pairs]
+    assert [row["sentences"] for row in rows] == [
+        sum(low <= len(s.split()) <= (high or 99) for s in sources)
+        for low, high in ((1, 3), (4, 4), (5, 5), (6, None))
+    ]
+    assert sum(row["sentences"] for row in rows) == scores["sentences"]
+    hypotheses = (tmp_path / "hypotheses.txt").read_text(encoding="utf-8").splitlines()
+    references = [target for _, target in read_parallel_tsv(tiny_checkpoint["test"]).pairs]
+    fours = [i for i, s in enumerate(sources) if len(s.split()) == 4]
+    expected = sacrebleu.corpus_bleu([hypotheses[i] for i in fours], [[references[i] for i in fours]])
+    assert rows[1]["bleu"] == pytest.approx(expected.score)
+    assert 0.0 <= scores["exact_match"] <= 1.0 and "exact_match" in rows[1]
+    assert (tmp_path / "bleu_by_length.png").stat().st_size > 1000
+
+
+def test_bad_length_buckets_are_a_config_error(tiny_checkpoint, tmp_path):
+    with pytest.raises(ConfigError, match=r"length_buckets=\[20, 10\] is invalid"):
+        evaluate_in_process(tiny_checkpoint, tmp_path, "length_buckets=[20,10]")
