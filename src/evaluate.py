@@ -9,6 +9,7 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,12 @@ from sacrebleu.metrics import BLEU
 from src.checkpoint import load_translator
 from src.config import register_resolvers
 from src.data.tsv import read_parallel_tsv
+from src.decoding.hypothesis import Hypothesis
 from src.entry import user_errors_exit
 from src.errors import ConfigError
 from src.metrics import SequenceAccuracy, corpus_scores, length_bucket_edges, scores_by_length
 from src.plotting import length_figure, save_figure
-from src.translator import bleu_hypothesis, bleu_reference
+from src.translator import Translator, bleu_hypothesis, bleu_reference
 
 log = logging.getLogger("seq2seq-lab")
 register_resolvers()
@@ -45,53 +47,80 @@ def evaluate(cfg: DictConfig) -> float:
     sources, references = zip(*read_parallel_tsv(test_path, option="data.test_path").pairs, strict=True)
 
     log.info("Translating %d sentences of %s", len(sources), test_path)
-    start = time.perf_counter()
-    best = [nbest[0] for nbest in translator.translate(sources)]
-    seconds = time.perf_counter() - start  # decoding only: loading the model and scoring are not counted
-    codec, lowercase = translator.codec, translator.codec.tgt_tokenizer.lowercase
-    hypotheses = [bleu_hypothesis(codec, h.tokens, bleu_tokenize) for h in best]
-    bleu_references = [bleu_reference(codec, r, bleu_tokenize) for r in references]
-    scores = corpus_scores(hypotheses, bleu_references, bleu_tokenize, lowercase=lowercase)
-    hypothesis_tokens = [codec.tgt_tokens(h.tokens) for h in best]
-    reference_tokens = [codec.tgt_tokenizer.tokenize(r) for r in references]
-    accuracy = SequenceAccuracy()
-    accuracy.update(hypothesis_tokens, reference_tokens)
-    by_length = scores_by_length(
-        [len(source.split()) for source in sources],
-        hypotheses,
-        bleu_references,
-        list(cfg.length_buckets),
-        bleu_tokenize,
-        lowercase,
-        hypothesis_tokens=hypothesis_tokens,
-        reference_tokens=reference_tokens,
-    )
+    scored = score_translations(translator, sources, references, bleu_tokenize, list(cfg.length_buckets))
+    best = scored.best
 
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     hypotheses_path = output_dir / "hypotheses.txt"
     hypotheses_path.write_text("".join(translator.to_text(h) + "\n" for h in best), encoding="utf-8")
-    figure = length_figure({"model": by_length}, title=f"BLEU by source length, {Path(test_path).name}")
+    figure = length_figure(
+        {"model": scored.by_length}, title=f"BLEU by source length, {Path(test_path).name}"
+    )
     save_figure(figure, output_dir / "bleu_by_length.png")
     result = {
-        **dataclasses.asdict(scores),
-        **{key: float(value) for key, value in accuracy.compute().items()},
+        **scored.scores,
         "bleu_tokenize": bleu_tokenize,
-        "sentences": len(sources),
-        "seconds": seconds,
-        "sentences_per_second": len(sources) / seconds,
         "decode": dataclasses.asdict(translator.generator),
         "batch_size": translator.batch_size,
         "max_src_len": translator.max_src_len,
         "device": str(next(translator.net.parameters()).device),
         "ckpt_path": str(Path(cfg.ckpt_path).resolve()),
         "test_path": str(Path(test_path).resolve()),
-        "by_length": by_length,
+        "by_length": scored.by_length,
     }
     scores_path = output_dir / "scores.json"
     scores_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     summarize(result, hypotheses_path, scores_path, output_dir / "bleu_by_length.png")
-    return scores.bleu
+    return scored.scores["bleu"]
+
+
+@dataclasses.dataclass
+class ScoredTranslations:
+    best: list[Hypothesis]  # the best hypothesis of each sentence, in input order
+    hypotheses: list[str]  # as sacrebleu scored them (detokenized, or the model's tokens)
+    references: list[str]  # likewise
+    scores: dict[str, Any]  # bleu, chrf, their signatures, exact_match, token_accuracy, sentences, speed
+    by_length: list[dict[str, Any]]  # src.metrics.scores_by_length
+
+
+def score_translations(
+    translator: Translator,
+    sources: Sequence[str],
+    references: Sequence[str],
+    bleu_tokenize: str,
+    length_buckets: list[int],
+) -> ScoredTranslations:
+    """Translate `sources` and score them against `references` exactly as validation does, overall and
+    per source-length bucket; the decoding time counts only the search (not loading or scoring)."""
+    start = time.perf_counter()
+    best = [nbest[0] for nbest in translator.translate(sources)]
+    seconds = time.perf_counter() - start
+    codec, lowercase = translator.codec, translator.codec.tgt_tokenizer.lowercase
+    hypotheses = [bleu_hypothesis(codec, h.tokens, bleu_tokenize) for h in best]
+    bleu_references = [bleu_reference(codec, r, bleu_tokenize) for r in references]
+    hypothesis_tokens = [codec.tgt_tokens(h.tokens) for h in best]
+    reference_tokens = [codec.tgt_tokenizer.tokenize(r) for r in references]
+    accuracy = SequenceAccuracy()
+    accuracy.update(hypothesis_tokens, reference_tokens)
+    scores = {
+        **dataclasses.asdict(corpus_scores(hypotheses, bleu_references, bleu_tokenize, lowercase=lowercase)),
+        **{key: float(value) for key, value in accuracy.compute().items()},
+        "sentences": len(sources),
+        "seconds": seconds,
+        "sentences_per_second": len(sources) / seconds if seconds > 0 else None,
+    }
+    by_length = scores_by_length(
+        [len(source.split()) for source in sources],
+        hypotheses,
+        bleu_references,
+        length_buckets,
+        bleu_tokenize,
+        lowercase,
+        hypothesis_tokens=hypothesis_tokens,
+        reference_tokens=reference_tokens,
+    )
+    return ScoredTranslations(best, hypotheses, bleu_references, scores, by_length)
 
 
 def _trained_test_path(train_config: dict[str, Any]) -> str:

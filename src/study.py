@@ -1,0 +1,372 @@
+"""The attention study's table: every trained model of a folder of runs, tested the same way, side by side.
+
+    python -m src.study outputs/study_multi30k/multiruns/<date>_<time> [--baseline attention=none]
+
+For every completed run under the folder (a multirun, or any folder of runs) it decodes the run's test set
+with the best checkpoint, greedy and with beam search, and scores it exactly as `python -m src.evaluate`
+does (sacrebleu BLEU and chrF with their signatures, per source-length bucket too). Runs that differ only
+in `seed=` form one row: the mean and the standard deviation over the seeds. Each row is compared with the
+baseline row by sacrebleu's paired bootstrap resampling (Koehn 2004) on the beam-search BLEU: the two
+rows' hypotheses are paired by seed and sentence (the seeds both rows have), and the p-value is the share
+of resampled test sets on which the row does not beat the baseline by more than by chance (sacrebleu's
+definition). Also per row: parameters, epochs and training time to the best checkpoint, training target
+tokens/s, greedy and beam sentences/s, and the attention's entropy, monotonicity and coverage on the test
+set (greedy outputs; `src.callbacks.attention_measures`).
+
+Writes `study.md`, `study.csv`, `study_bleu.png` (test BLEU per row) and `study_by_length.png` (BLEU
+against source length, one curve per row, error bars over seeds) into the folder (or `--out`). Decoding
+results are cached in each run's `study/` folder, so a second report (another baseline) decodes nothing.
+"""
+
+import argparse
+import csv
+import json
+import logging
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sacrebleu
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from sacrebleu.significance import PairedTest
+
+from src.callbacks.attention_measures import mean_measures
+from src.checkpoint import load_translator
+from src.config import PROJECT_ROOT, register_resolvers
+from src.data.tsv import read_parallel_tsv
+from src.entry import user_errors_exit
+from src.errors import ConfigError
+from src.evaluate import score_translations
+from src.plotting import length_figure, plt, save_figure
+from src.sweep_results import collect_runs
+
+log = logging.getLogger("seq2seq-lab")
+register_resolvers()
+
+# overrides that name where a run is, or which repetition: not what distinguishes a model
+_NOT_THE_MODEL = ("seed=", "task_name=", "hydra.", "paths.", "ckpt_path=", "trainer.max_time=", "data.train_path=",
+                  "data.valid_path=", "data.test_path=")  # fmt: skip
+LENGTH_BUCKETS = [10, 20, 30, 40, 50]
+CACHE_DIR = "study"
+
+
+@dataclass
+class Decoded:
+    """One run's test set decoded with one search (cached in `<run>/study/<search>.json`)."""
+
+    bleu: float
+    chrf: float
+    bleu_signature: str
+    sentences_per_second: float | None
+    hypotheses: list[str]
+    references: list[str]
+    by_length: list[dict[str, Any]]
+    attention: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Job:
+    folder: Path
+    model: str  # the row: the run's overrides without seed (and without where it ran)
+    seed: int
+    summary: Any
+    greedy: Decoded
+    beam: Decoded
+
+
+def model_name(overrides: list[str], varying: set[str] | None = None) -> str:
+    """A row's name: the run's overrides without seed and where it ran; with `varying`, only the options
+    that differ between the runs of the study (what the grid swept)."""
+    kept = [o for o in overrides if not o.lstrip("+~").startswith(_NOT_THE_MODEL)]
+    if varying is not None:
+        kept = [o for o in kept if _key(o) in varying]
+    return ",".join(kept) or "(defaults)"
+
+
+def _key(override: str) -> str:
+    return override.lstrip("+~").split("=", 1)[0]
+
+
+def varying_options(runs_overrides: list[list[str]]) -> set[str]:
+    """The options whose value is not the same in every run (seed and locations left out)."""
+    values: dict[str, set[str | None]] = {}
+    for overrides in runs_overrides:
+        given = {_key(o): o for o in overrides if not o.lstrip("+~").startswith(_NOT_THE_MODEL)}
+        for key in values.keys() | given.keys():
+            values.setdefault(key, set()).add(given.get(key))
+    return {key for key, seen in values.items() if len(seen) > 1}
+
+
+def decode_run(
+    folder: Path, beam_size: int, test_path: str | None, refresh: bool = False
+) -> tuple[Decoded, Decoded]:
+    """Greedy and beam decodings of a run's test set with its best checkpoint (from the cache if fresh)."""
+    ckpt = folder / "checkpoints" / "best.ckpt"
+    stamp = f"{ckpt.stat().st_mtime_ns}:{ckpt.stat().st_size}:{test_path}"
+    cache = folder / CACHE_DIR
+    results = []
+    for search, beam in (("greedy", 1), (f"beam{beam_size}", beam_size)):
+        path = cache / f"{search}.json"
+        if path.is_file() and not refresh:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            if saved.get("stamp") == stamp:
+                results.append(Decoded(**saved["decoded"]))
+                continue
+        results.append(decode(ckpt, beam, test_path))
+        cache.mkdir(exist_ok=True)
+        path.write_text(
+            json.dumps({"stamp": stamp, "decoded": results[-1].__dict__}) + "\n", encoding="utf-8"
+        )
+    return results[0], results[1]
+
+
+def decode(ckpt: Path, beam_size: int, test_path: str | None) -> Decoded:
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        cfg = compose("evaluate", overrides=[f"decode.beam_size={beam_size}"])
+    cfg.ckpt_path = str(ckpt)  # not an override: job folders have `=` and `,` in their names
+    translator, train_config = load_translator(cfg)
+    path = test_path or train_config.get("data", {}).get("test_path")
+    if not path:
+        raise ConfigError(f"{ckpt}: its run had no test file; give one with --test-path")
+    bleu_tokenize = train_config.get("model", {}).get("bleu_tokenize", "13a")
+    sources, references = zip(*read_parallel_tsv(path, option="--test-path").pairs, strict=True)
+    log.info("%s: decoding %d sentences (beam %d)", ckpt.parent.parent.name, len(sources), beam_size)
+    scored = score_translations(translator, sources, references, bleu_tokenize, LENGTH_BUCKETS)
+    attentions = [
+        h.attention.float().mean(dim=0) for h in scored.best if h.attention is not None and h.tokens
+    ]
+    return Decoded(
+        bleu=scored.scores["bleu"],
+        chrf=scored.scores["chrf"],
+        bleu_signature=scored.scores["bleu_signature"],
+        sentences_per_second=scored.scores["sentences_per_second"],
+        hypotheses=scored.hypotheses,
+        references=scored.references,
+        by_length=scored.by_length,
+        attention=mean_measures(attentions) if beam_size == 1 else {},
+    )
+
+
+def collect_jobs(folder: Path, beam_size: int, test_path: str | None, refresh: bool) -> list[Job]:
+    jobs = []
+    runs = collect_runs(folder)
+    varying = varying_options([run.overrides for run in runs])
+    for run in runs:
+        if run.summary.status != "completed" or not (run.folder / "checkpoints" / "best.ckpt").is_file():
+            log.warning("%s: %s, no best checkpoint: left out", run.name, run.summary.status)
+            continue
+        config = OmegaConf.load(run.folder / ".hydra" / "config.yaml")
+        greedy, beam = decode_run(run.folder, beam_size, test_path, refresh)
+        name = model_name(run.overrides, varying if len(runs) > 1 else None)
+        jobs.append(Job(run.folder, name, int(config.seed), run.summary, greedy, beam))
+    if not jobs:
+        raise ConfigError(f"No completed run with a best checkpoint under {folder}.")
+    return jobs
+
+
+def mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def paired_p_value(baseline: list[Job], row: list[Job], n_samples: int) -> float | None:
+    """Paired bootstrap p-value of the row's beam BLEU against the baseline's, over the seeds both have."""
+    seeds = sorted({j.seed for j in baseline} & {j.seed for j in row})
+    if not seeds:
+        return None
+    by_seed = {j.seed: j for j in baseline}, {j.seed: j for j in row}
+    base_hyps = [h for s in seeds for h in by_seed[0][s].beam.hypotheses]
+    row_hyps = [h for s in seeds for h in by_seed[1][s].beam.hypotheses]
+    references = [r for s in seeds for r in by_seed[0][s].beam.references]
+    signature = by_seed[0][seeds[0]].beam.bleu_signature
+    metric = sacrebleu.BLEU(
+        tokenize=_signature_field(signature, "tok", "13a"),
+        lowercase=_signature_field(signature, "case") == "lc",
+    )
+    test = PairedTest(
+        [("baseline", base_hyps), ("row", row_hyps)], {"BLEU": metric}, [references], "bs", n_samples
+    )
+    _, scores = test()
+    return float(scores["BLEU"][1].p_value)
+
+
+def _signature_field(signature: str, key: str, default: str = "") -> str:
+    for part in signature.split("|"):
+        if part.startswith(f"{key}:"):
+            return part.split(":", 1)[1]
+    return default
+
+
+def rows_of(jobs: list[Job], baseline: str | None, n_samples: int) -> list[dict[str, Any]]:
+    groups: dict[str, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(job.model, []).append(job)
+    if baseline is not None and baseline not in groups:
+        raise ConfigError(f"--baseline {baseline!r} is not a row; the rows are: {', '.join(groups)}")
+    rows = []
+    for model, members in groups.items():
+        members.sort(key=lambda j: j.seed)
+        row: dict[str, Any] = {"model": model, "seeds": [j.seed for j in members]}
+        values = {
+            "bleu": [j.beam.bleu for j in members],
+            "chrf": [j.beam.chrf for j in members],
+            "greedy_bleu": [j.greedy.bleu for j in members],
+            "parameters": [j.summary.num_parameters for j in members],
+            "best_epoch": [getattr(j.summary, "best_epoch", None) for j in members],
+            "time_to_best_min": [_time_to_best(j.summary) for j in members],
+            "train_tokens_per_s": [getattr(j.summary, "train_tokens_per_s", None) for j in members],
+            "greedy_sentences_per_s": [j.greedy.sentences_per_second for j in members],
+            "beam_sentences_per_s": [j.beam.sentences_per_second for j in members],
+            **{
+                m: [j.greedy.attention.get(m) for j in members]
+                for m in ("entropy", "monotonicity", "coverage")
+            },
+        }
+        for key, series in values.items():
+            row[key], row[f"{key}_std"] = mean_std(series)
+        row["bleu_signature"] = members[0].beam.bleu_signature
+        row["by_length"] = _mean_by_length([j.beam.by_length for j in members])
+        if baseline is not None and model != baseline:
+            row["p_value"] = paired_p_value(groups[baseline], members, n_samples)
+        rows.append(row)
+    return rows
+
+
+def _time_to_best(summary: Any) -> float | None:
+    """Training minutes until the best checkpoint's step, prorated from the run's training time."""
+    train_s, best, steps = (getattr(summary, k, None) for k in ("train_time_s", "best_step", "steps"))
+    if not train_s or best is None or not steps:
+        return None
+    return train_s * best / steps / 60
+
+
+def _mean_by_length(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    rows = []
+    for buckets in zip(*runs, strict=True):
+        mean, std = mean_std([b["bleu"] for b in buckets])
+        rows.append({**buckets[0], "bleu": mean, "bleu_std": std})
+    return rows
+
+
+COLUMNS = [
+    ("model", "model", None),
+    ("seeds", "seeds", None),
+    ("bleu", "test BLEU (beam)", 2),
+    ("chrf", "chrF (beam)", 2),
+    ("greedy_bleu", "BLEU (greedy)", 2),
+    ("p_value", "p vs baseline", 3),
+    ("parameters", "parameters", 0),
+    ("best_epoch", "epochs to best", 1),
+    ("time_to_best_min", "min to best", 0),
+    ("train_tokens_per_s", "train tok/s", 0),
+    ("greedy_sentences_per_s", "greedy sent/s", 0),
+    ("beam_sentences_per_s", "beam sent/s", 0),
+    ("entropy", "entropy", 2),
+    ("monotonicity", "monotonicity", 2),
+    ("coverage", "coverage", 2),
+]
+
+
+def _cell(row: dict[str, Any], key: str, digits: int | None) -> str:
+    value = row.get(key)
+    if value is None:
+        return "-"
+    if key == "seeds":
+        return ",".join(map(str, value))
+    if digits is None:
+        return str(value)
+    text = f"{value:,.{digits}f}"
+    std = row.get(f"{key}_std")
+    return f"{text} ± {std:,.{digits}f}" if std is not None else text
+
+
+def markdown(rows: list[dict[str, Any]], baseline: str | None) -> str:
+    lines = [
+        "| " + " | ".join(title for _, title, _ in COLUMNS) + " |",
+        "| " + " | ".join("---" if digits is None else "---:" for _, _, digits in COLUMNS) + " |",
+    ]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row, key, digits) for key, _, digits in COLUMNS) + " |")
+    notes = [f"BLEU signature: `{rows[0]['bleu_signature']}`. Mean ± standard deviation over seeds."]
+    if baseline is not None:
+        notes.append(f"p: paired bootstrap resampling of the beam BLEU against `{baseline}` (sacrebleu).")
+    return "\n".join(lines) + "\n\n" + " ".join(notes) + "\n"
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    keys = [key for key, _, _ in COLUMNS] + [f"{key}_std" for key, _, d in COLUMNS if d is not None]
+    with path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.DictWriter(file, fieldnames=[*keys, "bleu_signature"], extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, "seeds": " ".join(map(str, row["seeds"]))})
+
+
+def bleu_figure(rows: list[dict[str, Any]]) -> Any:
+    figure, ax = plt.subplots(figsize=(max(5.0, 0.8 * len(rows) + 2), 4.0))
+    names = [row["model"] for row in rows]
+    ax.bar(
+        range(len(rows)),
+        [row["bleu"] for row in rows],
+        yerr=[row["bleu_std"] or 0 for row in rows],
+        capsize=3,
+    )
+    ax.set_xticks(range(len(rows)), names, rotation=30, ha="right")
+    ax.set_ylabel("test BLEU (beam)")
+    figure.tight_layout()
+    return figure
+
+
+def study(folder: Path, baseline: str | None, beam_size: int, out: Path | None, test_path: str | None,
+          n_samples: int = 1000, refresh: bool = False) -> list[Path]:  # fmt: skip
+    torch.set_grad_enabled(False)
+    rows = rows_of(collect_jobs(folder, beam_size, test_path, refresh), baseline, n_samples)
+    rows.sort(key=lambda row: -(row["bleu"] or 0))
+    out = out or folder
+    out.mkdir(parents=True, exist_ok=True)
+    table = markdown(rows, baseline)
+    print(table)
+    paths = [out / "study.md", out / "study.csv", out / "study_bleu.png", out / "study_by_length.png"]
+    paths[0].write_text(table, encoding="utf-8")
+    write_csv(rows, paths[1])
+    save_figure(bleu_figure(rows), paths[2])
+    curves = {row["model"]: row["by_length"] for row in rows}
+    errors = {row["model"]: [b.get("bleu_std") for b in row["by_length"]] for row in rows}
+    save_figure(length_figure(curves, "bleu", errors, title="test BLEU by source length"), paths[3])
+    (out / "study.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    return [*paths, out / "study.json"]
+
+
+@user_errors_exit
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m src.study", description=__doc__.split("\n")[0])
+    parser.add_argument("folder", type=Path, help="a multirun folder (or any folder of runs)")
+    parser.add_argument(
+        "--baseline", default=None, help="the row the others are tested against, e.g. attention=none"
+    )
+    parser.add_argument("--beam", type=int, default=5, help="beam size of the test decoding (default 5)")
+    parser.add_argument(
+        "--test-path", default=None, help="the test file (default: each run's own test split)"
+    )
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    parser.add_argument(
+        "--refresh", action="store_true", help="decode again even where a cached result exists"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="where to write the files (default: the folder)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    paths = study(
+        args.folder, args.baseline, args.beam, args.out, args.test_path, args.bootstrap, args.refresh
+    )
+    print("Wrote " + ", ".join(str(p) for p in paths))
+
+
+if __name__ == "__main__":
+    main()

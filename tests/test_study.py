@@ -1,0 +1,77 @@
+"""`python -m src.study`: the study pipeline, CI-sized: two tiny models, two seeds each, the table, the
+mean and standard deviation over seeds, the paired significance test and the figures."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from src.errors import ConfigError
+from src.study import model_name, study, varying_options
+from tests.conftest import TINY_MODEL, run_entry, write_reverse_task
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def study_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("study")
+    task = write_reverse_task(directory)
+    result = run_entry(
+        "src.train",
+        "-m",
+        f"data.train_path={task['train']}",
+        f"data.valid_path={task['valid']}",
+        f"data.test_path={task['test']}",
+        *(o for o in TINY_MODEL if not o.startswith("attention.")),  # attention=none has no size
+        "attention=none,bahdanau",
+        "seed=1,2",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=20",
+        "model.optimizer.lr=0.01",
+        "~callbacks.progress_bar",
+        f"paths.log_dir={directory}",
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    (folder,) = directory.glob("train/multiruns/*")
+    return folder
+
+
+def test_model_name_leaves_out_the_seed_where_it_ran_and_what_all_runs_share():
+    runs = [["experiment=s", "attention=none", "seed=1"], ["experiment=s", "attention=bahdanau", "seed=2"]]
+    assert varying_options(runs) == {"attention"}
+    assert model_name(runs[0], varying_options(runs)) == "attention=none"
+    assert model_name(["experiment=s", "seed=1", "paths.log_dir=/x"]) == "experiment=s"
+    assert model_name(["seed=1"]) == "(defaults)"
+
+
+def test_study_table_has_one_row_per_model_with_seeds_and_a_p_value(study_sweep, tmp_path, one_thread):
+    paths = study(study_sweep, "attention=none", beam_size=2, out=tmp_path, test_path=None, n_samples=100)
+    assert {p.name for p in paths} >= {"study.md", "study.csv", "study_bleu.png", "study_by_length.png"}
+    rows = {row["model"]: row for row in json.loads((tmp_path / "study.json").read_text())}
+    assert set(rows) == {"attention=none", "attention=bahdanau"}
+    for row in rows.values():
+        assert row["seeds"] == [1, 2]
+        assert row["bleu_std"] is not None  # two seeds: a standard deviation
+        assert row["parameters"] > 0 and row["greedy_sentences_per_s"] > 0
+        assert sum(b["sentences"] for b in row["by_length"]) == 100
+    assert rows["attention=none"].get("p_value") is None  # the baseline is not tested against itself
+    assert 0.0 <= rows["attention=bahdanau"]["p_value"] <= 1.0
+    assert rows["attention=bahdanau"]["entropy"] is not None
+    assert rows["attention=none"]["entropy"] is None  # no attention, no attention statistics
+    markdown = (tmp_path / "study.md").read_text()
+    assert "| attention=bahdanau | 1,2 |" in markdown and " ± " in markdown and "paired bootstrap" in markdown
+    with (tmp_path / "study.csv").open() as file:
+        assert len(list(csv.DictReader(file))) == 2
+    # the second report reads the decodings cached in each run
+    cached = sorted(study_sweep.glob("*/study/greedy.json"))
+    assert len(cached) == 4
+    before = [p.stat().st_mtime_ns for p in cached]
+    study(study_sweep, None, beam_size=2, out=tmp_path / "again", test_path=None, n_samples=100)
+    assert [p.stat().st_mtime_ns for p in cached] == before
+
+
+def test_an_unknown_baseline_names_the_rows(study_sweep, tmp_path, one_thread):
+    with pytest.raises(ConfigError, match="is not a row; the rows are: .*attention=none"):
+        study(study_sweep, "attention=luong_dot", beam_size=2, out=tmp_path, test_path=None, n_samples=10)
