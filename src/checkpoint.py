@@ -52,6 +52,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return read_checkpoint(path, map_location=map_location)
 
 
+# the layout of the "seq2seq_lab" entry of a checkpoint (config, codec, bookkeeping); raise it when it changes
+CHECKPOINT_FORMAT = 1
+
+
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
     """Load a checkpoint weights-only, turning every way it can be wrong into a CheckpointError."""
     path = Path(path)
@@ -84,6 +88,12 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         raise CheckpointError(
             f"{path} is not a seq2seq-lab checkpoint (it lacks the model weights or the saved config and "
             "vocabularies). Use a .ckpt written by `python -m src.train`."
+        )
+    written = checkpoint["seq2seq_lab"].get("format") if isinstance(checkpoint["seq2seq_lab"], dict) else None
+    if written != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"Checkpoint {path} is in checkpoint format {written!r}, but this version of seq2seq-lab reads format "
+            f"{CHECKPOINT_FORMAT}. Use the version of seq2seq-lab that wrote it, or train the model again."
         )
     return checkpoint
 

@@ -5,6 +5,7 @@ import functools
 import logging
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -21,8 +22,22 @@ log = logging.getLogger("seq2seq-lab")
 T = TypeVar("T")
 
 
+# Library warnings that are not the user's to act on, silenced in every entry point:
+LIBRARY_WARNINGS = (
+    # Lightning 2.6's own use of a deprecated torch API, printed at every epoch
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
+    # our length-bucketed batches are built in the main process on purpose (data.num_workers, default 0)
+    r".*does not have many workers.*",
+)
+
+
+def filter_library_warnings() -> None:
+    for message in LIBRARY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
+
+
 def user_errors_exit(fn: Callable[..., T]) -> Callable[..., T]:
-    """Run `fn`; a `UserError` is logged (console and the run's log file) and exits with status 2.
+    """Run `fn` (with `LIBRARY_WARNINGS` silenced); a `UserError` is logged (console and the run's log file) and exits with status 2.
 
     A `UserError` raised by a constructor that `hydra.utils.instantiate` called arrives wrapped in an
     `InstantiationException`; it is unwrapped, so it too ends in its own message, not a traceback.
@@ -32,6 +47,7 @@ def user_errors_exit(fn: Callable[..., T]) -> Callable[..., T]:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs) -> T:
+        filter_library_warnings()
         try:
             return fn(*args, **kwargs)
         except UserError as err:

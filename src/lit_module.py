@@ -18,6 +18,7 @@ from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor
 from torchmetrics import MeanMetric
 
+from src.checkpoint import CHECKPOINT_FORMAT
 from src.data.codec import Codec
 from src.data.datamodule import Batch
 from src.decoding import SequenceGenerator
@@ -28,7 +29,6 @@ from src.models.seq2seq import Seq2Seq
 from src.schedules import TeacherForcingSchedule
 from src.translator import Translator, bleu_hypothesis, bleu_reference
 
-CHECKPOINT_FORMAT = 1
 # what a NaN/inf training loss does: stop the run (error) or skip the batch, counted and logged (skip)
 NONFINITE_LOSS_CHOICES = ("error", "skip")
 
@@ -94,7 +94,9 @@ class TranslationModule(LightningModule):
         # the test set's scores by source length (`test_by_length` after testing); null: not measured
         try:
             self.test_length_scores = (
-                ScoresByLength(list(length_buckets), bleu_tokenize, lowercase) if length_buckets is not None else None
+                ScoresByLength(list(length_buckets), bleu_tokenize, lowercase)
+                if length_buckets is not None
+                else None
             )
         except ValueError as err:
             raise ConfigError(f"model.length_buckets={list(length_buckets)} is invalid: {err}.") from None

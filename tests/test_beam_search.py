@@ -245,6 +245,8 @@ def test_generator_with_a_beam_runs_beam_search():
         (dict(n_best=0), "n_best"),
         (dict(length_penalty=-0.1), "length_penalty"),
         (dict(coverage_penalty=-1.0), "coverage_penalty"),
+        (dict(length_penalty=0.6), "length_penalty"),  # with beam_size=1: not silently a beam search
+        (dict(coverage_penalty=0.2), "coverage_penalty"),
         (dict(min_len=-1), "min_len"),
         (dict(max_len_a=-1.0), "max_len_a"),
         (dict(max_len_a=0.0, max_len_b=0), "max_len_b"),

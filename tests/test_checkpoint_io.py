@@ -84,3 +84,12 @@ def test_foreign_torch_file_is_not_a_seq2seq_lab_checkpoint(tmp_path):
 def test_config_naming_foreign_code_is_refused():
     with pytest.raises(CheckpointError, match="os.system"):
         _check_targets({"encoder": {"_target_": "os.system", "command": "rm -rf /"}}, "x.ckpt")
+
+
+def test_a_checkpoint_of_another_format_version_is_refused_with_the_fix(tmp_path):
+    path = tmp_path / "future.ckpt"
+    torch.save({"state_dict": {}, "seq2seq_lab": {"format": 2}}, path)
+    with pytest.raises(
+        CheckpointError, match="checkpoint format 2, but this version of seq2seq-lab reads format 1"
+    ):
+        read_checkpoint(path)

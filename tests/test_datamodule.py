@@ -2,6 +2,7 @@
 
 import inspect
 import random
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -197,9 +198,11 @@ def test_vocabularies_are_built_from_the_training_split_only(tmp_path):
 
 
 def test_min_freq_and_max_size_reach_the_vocabularies(tmp_path):
-    dm = make_dm(tmp_path, src_max_size=3, tgt_min_freq=10_000)
+    dm = make_dm(tmp_path, src_max_size=3, tgt_min_freq=70)
     assert len(dm.src_vocab) == 4 + 3
-    assert len(dm.tgt_vocab) == 4
+    # (a min_freq above every count is an error: test_a_vocabulary_of_special_tokens_only_...)
+    counts = Counter(token for _, tgt in dm.datasets["train"].pairs for token in tgt.split())
+    assert len(dm.tgt_vocab) == 4 + sum(n >= 70 for n in counts.values()) < 4 + len(counts)
 
 
 def test_shared_vocab_is_one_vocabulary_over_both_sides(tmp_path):
@@ -338,3 +341,18 @@ def test_codec_save_writes_sentencepiece_models(tmp_path):
     codec.save(tmp_path)
     assert (tmp_path / "src_spm.model").read_bytes() == codec.src_tokenizer.model
     assert (tmp_path / "tgt_spm.model").read_bytes() == codec.tgt_tokenizer.model
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"src_min_freq": 10_000}, "data.src_min_freq=10000"),
+        ({"tgt_min_freq": 10_000}, "data.tgt_min_freq=10000"),
+        ({"tgt_max_size": 0}, "data.tgt_max_size=0"),
+        ({"shared_vocab": True, "src_min_freq": 10_000}, "The shared vocabulary"),
+    ],
+)
+def test_a_vocabulary_of_special_tokens_only_stops_with_the_option_named(tmp_path, options, named):
+    with pytest.raises(ConfigError, match="no word besides the special tokens") as err:
+        make_dm(tmp_path, **options)
+    assert named in str(err.value) and "train.tsv" in str(err.value)

@@ -213,3 +213,21 @@ def test_medium_matmul_precision_stays_within_its_documented_error():
     tolerance = MEDIUM_TOLERANCE.get(cpu_family(), 1e-5)
     for exact, fast in zip(*results, strict=True):
         assert (fast - exact).abs().max() <= tolerance * exact.abs().max()
+
+
+def test_library_warnings_that_are_not_the_users_are_silenced_in_entry_points():
+    import warnings
+
+    from src.entry import filter_library_warnings
+
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        filter_library_warnings()
+        warnings.warn(
+            "`isinstance(treespec, LeafSpec)` is deprecated, use ...", DeprecationWarning, stacklevel=1
+        )
+        warnings.warn(
+            "The 'val_dataloader' does not have many workers which may be a bottleneck.", stacklevel=1
+        )
+        warnings.warn("a warning of the user's own", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in shown] == ["a warning of the user's own"]

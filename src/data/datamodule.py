@@ -7,6 +7,7 @@ time. The constructor arguments are the keys of `conf/data/*.yaml`.
 
 import logging
 import random
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,7 +22,7 @@ from src.data.codec import Codec
 from src.data.sampler import BATCH_BY_CHOICES, BucketBatchSampler
 from src.data.tokenizers import Tokenizer, tokenizer_from_state_dict
 from src.data.tsv import ON_BAD_LINE_CHOICES, read_parallel_tsv
-from src.data.vocab import BOS_ID, EOS_ID, PAD_ID, Vocabulary
+from src.data.vocab import BOS_ID, EOS_ID, PAD_ID, SPECIALS, Vocabulary
 from src.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -286,14 +287,29 @@ class TranslationDataModule(L.LightningDataModule):
         src_lists = [src for src, _ in train_tokens]
         tgt_lists = [tgt for _, tgt in train_tokens]
         if self.shared_vocab:
-            vocab = Vocabulary.build(src_lists + tgt_lists, self.src_min_freq, self.src_max_size)
+            vocab = self._vocabulary(src_lists + tgt_lists, "src", "The shared")
             return Codec(self.src_tokenizer, self.tgt_tokenizer, vocab, vocab)
         return Codec(
             self.src_tokenizer,
             self.tgt_tokenizer,
-            Vocabulary.build(src_lists, self.src_min_freq, self.src_max_size),
-            Vocabulary.build(tgt_lists, self.tgt_min_freq, self.tgt_max_size),
+            self._vocabulary(src_lists, "src", "The source"),
+            self._vocabulary(tgt_lists, "tgt", "The target"),
         )
+
+    def _vocabulary(self, token_lists: list[list[str]], side: str, name: str) -> Vocabulary:
+        """A vocabulary with at least one word besides the special tokens: a model trained on `<unk>` alone
+        learns nothing, silently."""
+        min_freq, max_size = getattr(self, f"{side}_min_freq"), getattr(self, f"{side}_max_size")
+        vocab = Vocabulary.build(token_lists, min_freq, max_size)
+        if len(vocab) <= len(SPECIALS):
+            most = max(Counter(token for tokens in token_lists for token in tokens).values(), default=0)
+            raise ConfigError(
+                f"{name} vocabulary has no word besides the special tokens: data.{side}_min_freq={min_freq} is "
+                f"above every word's count in {self.paths['train']} (the most frequent occurs {most} times)"
+                + (f" or data.{side}_max_size={max_size}" if max_size == 0 else "")
+                + f". Lower data.{side}_min_freq (or raise data.{side}_max_size)."
+            )
+        return vocab
 
     # ------------------------------------------------------------------------------ accessors
 

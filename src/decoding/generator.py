@@ -12,7 +12,8 @@ from src.errors import ConfigError
 
 @dataclass(frozen=True)
 class SequenceGenerator:
-    """Translate batches with greedy search (beam_size=1, no penalties) or beam search (otherwise).
+    """Translate batches with greedy search (beam_size=1) or beam search (beam_size > 1; only a beam has
+    hypotheses for the length and coverage penalties to rank, so they need beam_size > 1).
 
     Built from the `decode` config group (`_target_: src.decoding.SequenceGenerator`); every option is
     checked here, so a bad value fails when the config is built, not in the middle of validation.
@@ -47,6 +48,15 @@ class SequenceGenerator:
         _check(self.coverage_penalty >= 0, "coverage_penalty", self.coverage_penalty, ">= 0 (0 turns it off)")
         _check(_is_int(self.min_len) and self.min_len >= 0, "min_len", self.min_len, "an integer >= 0")
         _check(self.max_len_a >= 0, "max_len_a", self.max_len_a, ">= 0")
+        for name in ("length_penalty", "coverage_penalty"):  # they rank the hypotheses of a beam
+            value = getattr(self, name)
+            _check(
+                value == 0 or self.beam_size > 1,
+                name,
+                value,
+                f"0 with decode.beam_size=1 (greedy search has one hypothesis to rank); set decode.beam_size "
+                f"above 1 to use decode.{name}",
+            )
         lowest_b = 1 if self.max_len_a == 0 else 0
         _check(
             _is_int(self.max_len_b) and self.max_len_b >= lowest_b,
@@ -57,7 +67,7 @@ class SequenceGenerator:
 
     def __call__(self, model, src: Tensor, src_len: Tensor) -> list[list[Hypothesis]]:
         """n-best hypotheses per sentence, best first. src [batch, src_len] long, src_len [batch] long."""
-        if self.beam_size == 1 and self.length_penalty == 0 and self.coverage_penalty == 0:
+        if self.beam_size == 1:
             return greedy_search(model, src, src_len, self.max_len_a, self.max_len_b, self.min_len)
         return beam_search(
             model,
