@@ -37,8 +37,8 @@ from src.alignment import (
     scores_by_layer_head,
     symmetrize,
 )
-from src.checkpoint import load_model, resolve_device
-from src.config import register_resolvers, set_matmul_precision
+from src.checkpoint import check_inference_options, load_model, resolve_device
+from src.config import register_resolvers
 from src.entry import user_errors_exit
 from src.errors import ConfigError
 from src.plotting import score_grid_figure
@@ -52,8 +52,7 @@ def align_pairs(cfg: DictConfig) -> float | None:
     _check_options(cfg)
     pairs = read_pairs(cfg.input, cfg.input_format, option="input")
     gold = _read_gold(cfg, pairs)
-    set_matmul_precision(cfg)
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device)  # checked, and the matmul precision applied, by _check_options
 
     forward, directions = _align_directions(cfg, pairs, device)
     written = cfg.symmetrize if cfg.reverse_ckpt_path else "forward"
@@ -143,8 +142,7 @@ def _check_options(cfg: DictConfig) -> None:
         raise ConfigError(f"gold_index_base={cfg.gold_index_base} is invalid: use 1 (1-based links) or 0.")
     if cfg.symmetrize not in SYMMETRIZATIONS:
         raise ConfigError(f"symmetrize={cfg.symmetrize} is unknown: use {', '.join(SYMMETRIZATIONS)}.")
-    if not (isinstance(cfg.batch_size, int) and cfg.batch_size >= 1):
-        raise ConfigError(f"batch_size={cfg.batch_size} is out of range: it must be an integer >= 1.")
+    check_inference_options(cfg)
 
 
 def _read_gold(cfg: DictConfig, pairs: list[Pair]) -> list[GoldLinks] | None:

@@ -132,9 +132,9 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
 def load_translator(cfg: DictConfig) -> tuple[Translator, dict[str, Any]]:
     """The Translator a command asks for, and the config the model was trained with.
 
-    Reads the options that evaluate, translate and visualize share: `ckpt_path`, `device` (auto, cpu,
-    cuda, cuda:N), `decode` (a `SequenceGenerator` node), `batch_size`, `max_src_len` and, where a command
-    has it, `int8` (translate with int8 linear layers on the CPU: `src.models.quantization`), and
+    Reads `ckpt_path`, `decode` (a `SequenceGenerator` node) and the `inference` group's options
+    (conf/inference/search.yaml, checked by `check_inference_options`): `device` (auto, cpu, cuda, cuda:N),
+    `batch_size`, `max_src_len`, `int8` (int8 linear layers on the CPU: `src.models.quantization`) and
     `float32_matmul_precision` (see `src.config.set_matmul_precision`).
     """
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
@@ -142,14 +142,8 @@ def load_translator(cfg: DictConfig) -> tuple[Translator, dict[str, Any]]:
             "ckpt_path is missing: name the checkpoint to use, e.g. "
             "ckpt_path=outputs/train/runs/<date>_<time>/checkpoints/best.ckpt"
         )
-    if not (isinstance(cfg.batch_size, int) and cfg.batch_size >= 1):
-        raise ConfigError(f"batch_size={cfg.batch_size} is out of range: it must be an integer >= 1.")
-    if cfg.max_src_len is not None and not (isinstance(cfg.max_src_len, int) and cfg.max_src_len >= 1):
-        raise ConfigError(
-            f"max_src_len={cfg.max_src_len} is out of range: it must be an integer >= 1, or null for no limit."
-        )
+    check_inference_options(cfg)
     generator = instantiate(cfg.decode)
-    set_matmul_precision(cfg)
     device = resolve_device(cfg.device)
     if cfg.get("int8") and device.type != "cpu":
         raise ConfigError(f"int8=true quantises for the CPU only; use device=cpu (got device={cfg.device}).")
@@ -157,6 +151,20 @@ def load_translator(cfg: DictConfig) -> tuple[Translator, dict[str, Any]]:
     net = quantize_int8(loaded.net) if cfg.get("int8") else loaded.net
     translator = Translator(net, loaded.codec, generator, cfg.batch_size, cfg.max_src_len)
     return translator, loaded.config
+
+
+def check_inference_options(cfg: DictConfig) -> None:
+    """Check the options of the `inference` group (conf/inference/) and apply the matmul precision: the one
+    place every command that runs a trained model checks them."""
+    if not (isinstance(cfg.batch_size, int) and not isinstance(cfg.batch_size, bool) and cfg.batch_size >= 1):
+        raise ConfigError(f"batch_size={cfg.batch_size} is out of range: it must be an integer >= 1.")
+    max_src_len = cfg.get("max_src_len")
+    if max_src_len is not None and not (isinstance(max_src_len, int) and max_src_len >= 1):
+        raise ConfigError(
+            f"max_src_len={max_src_len} is out of range: it must be an integer >= 1, or null for no limit."
+        )
+    resolve_device(cfg.device)
+    set_matmul_precision(cfg)
 
 
 def resolve_device(device: str) -> torch.device:
