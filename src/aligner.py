@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from src.alignment import Pair, TokenAttention
+from src.data.batch import collate_sources, pad
 from src.data.codec import Codec
-from src.data.datamodule import collate_sources, pad
 from src.data.tokenizers import CharTokenizer, Tokenizer
 from src.data.vocab import BOS_ID, Vocabulary
 from src.errors import ConfigError, DataError

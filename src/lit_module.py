@@ -19,8 +19,8 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 
 from src.checkpoint import CHECKPOINT_FORMAT
+from src.data.batch import Batch
 from src.data.codec import Codec
-from src.data.datamodule import Batch
 from src.decoding import SequenceGenerator
 from src.errors import CheckpointError, ConfigError, TrainingError
 from src.losses import attention_entropy, coverage_loss, token_nll

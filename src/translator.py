@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from src.data.batch import collate_sources
 from src.data.codec import Codec
-from src.data.datamodule import collate_sources
 from src.data.vocab import EOS
 from src.decoding import Hypothesis, SequenceGenerator
 

@@ -11,7 +11,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader
 
-from src.data.datamodule import Batch, TranslationDataModule, collate
+from src.data.batch import Batch, collate
+from src.data.datamodule import TranslationDataModule
 from src.lit_module import TranslationModule
 from tests.conftest import TINY_MODEL, compose_config
 from tests.tiny_runs import one_thread, write_tiny_task

@@ -12,7 +12,7 @@ import torch
 from src.benchmarks.report import JSON_FILE, MARKDOWN_FILE
 from src.benchmarks.training import StepTimer
 from src.checkpoint import load_translator
-from src.data.datamodule import Batch
+from src.data.batch import Batch
 from src.data.vocab import EOS_ID, PAD_ID
 from src.models.quantization import quantize_int8
 from tests.conftest import compose_config, run_entry

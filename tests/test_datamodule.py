@@ -12,8 +12,9 @@ from hydra.utils import instantiate
 from lightning.fabric.utilities.data import _set_sampler_epoch
 from omegaconf import OmegaConf
 
+from src.data.batch import collate_sources
 from src.data.codec import Codec
-from src.data.datamodule import TranslationDataModule, collate_sources
+from src.data.datamodule import TranslationDataModule
 from src.data.tokenizers import CharTokenizer, SentencePieceTokenizer, WordTokenizer
 from src.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocabulary
 from src.errors import ConfigError, DataError

@@ -23,7 +23,8 @@ from omegaconf import DictConfig, open_dict
 
 from src.callbacks.throughput import target_tokens
 from src.config import to_plain
-from src.data.datamodule import Batch, TranslationDataModule
+from src.data.batch import Batch
+from src.data.datamodule import TranslationDataModule
 from src.lit_module import TranslationModule
 from src.losses import token_nll
 from src.train import instantiate_each

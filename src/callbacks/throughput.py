@@ -4,7 +4,7 @@ import warnings
 
 from lightning.pytorch.callbacks import ThroughputMonitor
 
-from src.data.datamodule import Batch
+from src.data.batch import Batch
 from src.data.vocab import PAD_ID
 
 

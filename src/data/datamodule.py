@@ -2,83 +2,32 @@
 
 `setup` runs once: it reads the files (or splits the training file by ratio), fits the tokenizers and
 builds the vocabularies on the training split only, and turns every split into id lists a single
-time. The constructor arguments are the keys of `conf/data/*.yaml`.
+time. The constructor arguments are the keys of `conf/data/*.yaml`. Batches and padding: `src.data.batch`.
 """
 
 import logging
 import random
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from src.data.batch import Batch, Example, collate
 from src.data.codec import Codec
 from src.data.sampler import BATCH_BY_CHOICES, BucketBatchSampler
 from src.data.tokenizers import Tokenizer, tokenizer_from_state_dict
 from src.data.tsv import ON_BAD_LINE_CHOICES, read_parallel_tsv
-from src.data.vocab import BOS_ID, EOS_ID, PAD_ID, SPECIALS, Vocabulary
+from src.data.vocab import SPECIALS, Vocabulary
 from src.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
 Pair = tuple[str, str]
-Example = tuple[list[int], list[int], str, str]  # src ids, tgt ids, src text, tgt text
 SPLITS = ("train", "valid", "test")
-
-
-@dataclass
-class Batch:
-    src: Tensor  # [batch, src_len] long, padded with PAD_ID
-    src_len: Tensor  # [batch] long
-    tgt_in: Tensor  # [batch, tgt_len] long: <bos> y
-    tgt_out: Tensor  # [batch, tgt_len] long: y <eos>
-    src_text: list[str]  # raw source lines (for logging)
-    tgt_text: list[str]  # raw reference lines (for BLEU)
-
-    def __len__(self) -> int:
-        return len(self.src_text)
-
-    def pin_memory(self) -> "Batch":
-        """Called by DataLoader(pin_memory=True), which does not look inside dataclasses."""
-        return replace(
-            self,
-            src=self.src.pin_memory(),
-            src_len=self.src_len.pin_memory(),
-            tgt_in=self.tgt_in.pin_memory(),
-            tgt_out=self.tgt_out.pin_memory(),
-        )
-
-
-def pad(id_lists: list[list[int]]) -> Tensor:
-    """Right-pad with PAD_ID: [batch, longest] long."""
-    out = torch.full((len(id_lists), max(map(len, id_lists), default=0)), PAD_ID, dtype=torch.long)
-    for row, ids in enumerate(id_lists):
-        out[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-    return out
-
-
-def collate_sources(id_lists: list[list[int]]) -> tuple[Tensor, Tensor]:
-    """Source id lists -> (src [batch, src_len], src_len [batch]), for inference."""
-    return pad(id_lists), torch.tensor([len(ids) for ids in id_lists], dtype=torch.long)
-
-
-def collate(examples: list[Example]) -> Batch:
-    """Examples -> Batch with tgt_in = <bos> y and tgt_out = y <eos>."""
-    src, src_len = collate_sources([ex[0] for ex in examples])
-    return Batch(
-        src=src,
-        src_len=src_len,
-        tgt_in=pad([[BOS_ID, *ex[1]] for ex in examples]),
-        tgt_out=pad([[*ex[1], EOS_ID] for ex in examples]),
-        src_text=[ex[2] for ex in examples],
-        tgt_text=[ex[3] for ex in examples],
-    )
 
 
 class TranslationDataset(Dataset):
