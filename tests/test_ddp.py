@@ -107,3 +107,61 @@ def test_ddp_started_by_lightning_inside_a_sweep_is_refused(tmp_path):
         trainer = instantiate(cfg.trainer)
         with pytest.raises(ConfigError, match="cannot run inside a -m sweep"):
             check_launch(trainer)
+
+
+VALIDATE_SCRIPT = """
+import json, sys
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from src.checkpoint import read_checkpoint
+from src.config import register_resolvers
+
+register_resolvers()
+checkpoint = read_checkpoint(sys.argv[1])
+config = OmegaConf.create(checkpoint["seq2seq_lab"]["config"])
+config.data.eval_batch_size = 16
+datamodule = instantiate(config.data)
+datamodule.setup("validate")
+module = instantiate(config.model, codec=datamodule.codec)
+module.load_state_dict(checkpoint["state_dict"])
+devices = int(sys.argv[2])
+trainer = L.Trainer(accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto",
+                    logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                    enable_model_summary=False, use_distributed_sampler=False)
+trainer.validate(module, datamodule=datamodule, verbose=False)
+if trainer.is_global_zero:
+    metrics = {key: float(value) for key, value in trainer.callback_metrics.items()}
+    with open(sys.argv[3], "w") as out:
+        json.dump({**metrics, "texts_on_rank_0": len(module.validation_outputs.hypotheses)}, out)
+"""
+
+
+@pytest.mark.slow
+def test_validation_scores_on_two_ddp_processes_equal_one_process(tiny_checkpoint, tmp_path):
+    """The metrics sum their sufficient statistics over the processes: the same BLEU, chrF, loss and exact
+    match as one process on the same data, though each process decoded only its share."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from src.config import PROJECT_ROOT
+
+    script = tmp_path / "validate.py"
+    script.write_text(VALIDATE_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "OMP_NUM_THREADS": "1"}
+    results = []
+    for devices in (1, 2):
+        out = tmp_path / f"metrics_{devices}.json"
+        subprocess.run(
+            [sys.executable, str(script), str(tiny_checkpoint["ckpt"]), str(devices), str(out)],
+            cwd=tmp_path, env=env, check=True, timeout=300, capture_output=True,
+        )  # fmt: skip
+        results.append(json.loads(out.read_text()))
+    single, ddp = results
+    assert single["texts_on_rank_0"] == 100 and 0 < ddp["texts_on_rank_0"] < 100  # each rank decoded its share
+    assert single["val/bleu"] > 5
+    for key in ("val/bleu", "val/chrf", "val/loss", "val/exact_match", "val/token_accuracy"):
+        assert ddp[key] == pytest.approx(single[key], rel=1e-5), key
