@@ -23,7 +23,7 @@ from src.data.batch import Batch
 from src.data.codec import Codec
 from src.decoding import SequenceGenerator
 from src.errors import CheckpointError, ConfigError, TrainingError
-from src.losses import attention_entropy, coverage_loss, token_nll
+from src.losses import alignment_loss, attention_entropy, coverage_loss, token_nll
 from src.metrics import CorpusBLEU, CorpusChrF, ScoresByLength, SequenceAccuracy
 from src.models.seq2seq import Seq2Seq
 from src.schedules import TeacherForcingSchedule
@@ -53,6 +53,8 @@ class TranslationModule(LightningModule):
         label_smoothing: float = 0.0,
         coverage_loss_weight: float = 0.0,
         attention_entropy_weight: float = 0.0,
+        alignment_loss_weight: float = 0.0,
+        alignment_head: int = 0,
         teacher_forcing: TeacherForcingSchedule | None = None,
         val_generator: SequenceGenerator | None = None,
         bleu_tokenize: str = "13a",
@@ -75,6 +77,16 @@ class TranslationModule(LightningModule):
         self.label_smoothing = label_smoothing
         self.coverage_loss_weight = coverage_loss_weight
         self.attention_entropy_weight = attention_entropy_weight
+        self.alignment_loss_weight, self.alignment_head = alignment_loss_weight, alignment_head
+        if alignment_loss_weight and not 0 <= alignment_head < max(self.net.num_heads, 1):
+            raise ConfigError(
+                f"model.alignment_head={alignment_head} is out of range: the model's attention has "
+                f"{self.net.num_heads} head(s) (0-based)."
+            )
+        if alignment_loss_weight and self.net.num_heads == 0:
+            raise ConfigError(
+                "model.alignment_loss_weight supervises the attention, but the model has none (attention=none)."
+            )
         self.teacher_forcing = teacher_forcing or TeacherForcingSchedule()
         self.translator = Translator(self.net, codec, val_generator or SequenceGenerator())
         self.bleu_tokenize = bleu_tokenize
@@ -117,6 +129,9 @@ class TranslationModule(LightningModule):
             loss_sum = loss_sum + self.coverage_loss_weight * coverage_loss(attn_weights, tgt_mask)
         if attn_weights is not None and self.attention_entropy_weight:
             loss_sum = loss_sum + self.attention_entropy_weight * attention_entropy(attn_weights, tgt_mask)
+        if attn_weights is not None and self.alignment_loss_weight and batch.alignment is not None:
+            guided = alignment_loss(attn_weights[:, self.alignment_head], batch.alignment)
+            loss_sum = loss_sum + self.alignment_loss_weight * guided
         nll = loss_sum if not self.label_smoothing else token_nll(logits, batch.tgt_out, self.net.pad_id)
         return loss_sum / n_tokens, nll.detach(), n_tokens
 

@@ -1,4 +1,5 @@
-"""Training losses: token-level cross-entropy and the optional attention terms.
+"""Training losses: token-level cross-entropy and the optional attention terms (coverage, entropy,
+guided alignment).
 
 All functions take the target padding mask explicitly and return sums, so the caller decides the
 normalisation (per target token of the batch, or of a whole gradient-accumulation window).
@@ -51,3 +52,17 @@ def attention_entropy(attn_weights: Tensor, tgt_mask: Tensor) -> Tensor:
     attn = _mean_heads(attn_weights)
     entropy = -(attn * attn.clamp_min(torch.finfo(attn.dtype).tiny).log()).sum(dim=-1)
     return (entropy * tgt_mask).sum()
+
+
+def alignment_loss(attn: Tensor, target: Tensor) -> Tensor:
+    """Guided alignment (Liu et al. 2016; Garg et al. 2019): the cross-entropy between each target step's
+    attention and its gold distribution, less the gold's own entropy, i.e. KL(target || attention), summed
+    over the steps that have gold links (rows of zeros have none). 0 exactly when the attention equals the
+    target distribution, positive otherwise; the gradient is the cross-entropy's.
+
+    attn [batch, tgt_len, src_len] (one head's weights), target [batch, tgt_len, src_len] (rows sum to 1 or
+    0) -> scalar sum.
+    """
+    attn, target = attn.float(), target.float()
+    tiny = torch.finfo(attn.dtype).tiny
+    return (target * (target.clamp_min(tiny).log() - attn.clamp_min(tiny).log())).sum()

@@ -18,16 +18,16 @@ read; only the types its checks would trip over are checked here.
 """
 
 from collections.abc import Callable
-from typing import Any, get_args
+from typing import Any
 
 import torch
 from hydra.utils import instantiate
-from lightning.fabric.connector import _PRECISION_INPUT
 from omegaconf import DictConfig, OmegaConf
 
 from src.entry import user_error_cause
 from src.errors import ConfigError
 from src.hardware import check_precision
+from src.lightning_compat import precision_choices
 from src.lit_module import NONFINITE_LOSS_CHOICES
 
 _ABSENT = object()
@@ -66,9 +66,7 @@ _POSITIVE_INT = (_int_at_least(1), "an integer >= 1")
 _PROBABILITY = (_number_in(0, 1), "a number in [0, 1)")
 _NON_NEGATIVE = (_number_in(0, float("inf")), "a number >= 0")
 _POSITIVE = (lambda value: _is_number(value) and value > 0, "a number > 0")
-_PRECISIONS = tuple(
-    dict.fromkeys(str(p) for literal in get_args(_PRECISION_INPUT) for p in get_args(literal))
-)
+_PRECISIONS = precision_choices()
 
 _MODULE_GROUPS = ("encoder", "attention", "decoder")
 _SIZE_KEYS = ("hidden_size", "num_layers", "d_model", "num_heads", "d_ff", "kernel_size", "max_positions")
@@ -85,6 +83,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.label_smoothing": _PROBABILITY,
     "model.coverage_loss_weight": _NON_NEGATIVE,
     "model.attention_entropy_weight": _NON_NEGATIVE,
+    "model.alignment_loss_weight": _NON_NEGATIVE,
+    "model.alignment_head": (_int_at_least(0), "an integer >= 0"),
     "model.nonfinite_loss": (_one_of(NONFINITE_LOSS_CHOICES), f"one of {', '.join(NONFINITE_LOSS_CHOICES)}"),
     "model.teacher_forcing.start": (_number_in(0, 1, high_inclusive=True), "a probability in [0, 1]"),
     "model.teacher_forcing.end": (_number_in(0, 1, high_inclusive=True), "a probability in [0, 1]"),
@@ -115,6 +115,7 @@ def validate_train_config(cfg: DictConfig) -> None:
     check_rules(cfg)
     check_precision(str(cfg.trainer.precision), str(cfg.trainer.get("accelerator", "auto")))
     check_positions(cfg)
+    check_guided_alignment(cfg)
     check_logger_for_callbacks(cfg)
     dry_build(cfg)
 
@@ -124,6 +125,17 @@ def check_rules(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, option, default=_ABSENT)
         if value is not _ABSENT and not check(value):
             raise ConfigError(f"{option}={value!r} is invalid: it must be {expected}.")
+
+
+def check_guided_alignment(cfg: DictConfig) -> None:
+    """model.alignment_loss_weight needs the training pairs' links (data.alignments_path)."""
+    weight = OmegaConf.select(cfg, "model.alignment_loss_weight", default=0)
+    if weight and not OmegaConf.select(cfg, "data.alignments_path", default=None):
+        raise ConfigError(
+            f"model.alignment_loss_weight={weight} supervises the attention with word links of the training "
+            "pairs, but data.alignments_path is not set: give a file of Pharaoh links, one line per training "
+            "pair (e.g. written by an aligner), or set model.alignment_loss_weight=0."
+        )
 
 
 def check_positions(cfg: DictConfig) -> None:

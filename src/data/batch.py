@@ -8,7 +8,11 @@ from torch import Tensor
 
 from src.data.vocab import BOS_ID, EOS_ID, PAD_ID
 
-Example = tuple[list[int], list[int], str, str]  # src ids, tgt ids, src text, tgt text
+# src ids, tgt ids, src text, tgt text; for guided alignment also the token links (target token, source token)
+Example = (
+    tuple[list[int], list[int], str, str]
+    | tuple[list[int], list[int], str, str, list[tuple[int, int]] | None]
+)
 
 
 @dataclass
@@ -19,6 +23,9 @@ class Batch:
     tgt_out: Tensor  # [batch, tgt_len] long: y <eos>
     src_text: list[str]  # raw source lines (for logging)
     tgt_text: list[str]  # raw reference lines (for BLEU)
+    # guided alignment (data.alignments_path): [batch, tgt_len, src_len] float, row t the target distribution
+    # over source tokens of the step predicting tgt_out[:, t] (a token's links, normalised; zeros: no link)
+    alignment: Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.src_text)
@@ -31,6 +38,7 @@ class Batch:
             src_len=self.src_len.pin_memory(),
             tgt_in=self.tgt_in.pin_memory(),
             tgt_out=self.tgt_out.pin_memory(),
+            alignment=self.alignment.pin_memory() if self.alignment is not None else None,
         )
 
 
@@ -57,4 +65,17 @@ def collate(examples: list[Example]) -> Batch:
         tgt_out=pad([[*ex[1], EOS_ID] for ex in examples]),
         src_text=[ex[2] for ex in examples],
         tgt_text=[ex[3] for ex in examples],
+        alignment=alignment_targets(examples, src.size(1)),
     )
+
+
+def alignment_targets(examples: list[Example], src_len: int) -> Tensor | None:
+    """The guided-alignment targets of a batch ([batch, tgt_len, src_len]), or None without links."""
+    if not any(len(ex) > 4 and ex[4] is not None for ex in examples):
+        return None
+    tgt_len = max(len(ex[1]) for ex in examples) + 1  # y <eos>
+    target = torch.zeros(len(examples), tgt_len, src_len)
+    for row, ex in enumerate(examples):
+        for tgt_token, src_token in (ex[4] or []) if len(ex) > 4 else []:
+            target[row, tgt_token, src_token] = 1.0
+    return target / target.sum(dim=-1, keepdim=True).clamp(min=1.0)

@@ -16,10 +16,11 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from src.alignment import read_pharaoh
 from src.data.batch import Batch, Example, collate
 from src.data.codec import Codec
 from src.data.sampler import BATCH_BY_CHOICES, BucketBatchSampler
-from src.data.tokenizers import Tokenizer, tokenizer_from_state_dict
+from src.data.tokenizers import Tokenizer, tokenize_words, tokenizer_from_state_dict
 from src.data.tsv import ON_BAD_LINE_CHOICES, read_parallel_tsv
 from src.data.vocab import SPECIALS, Vocabulary
 from src.errors import ConfigError, DataError
@@ -33,13 +34,21 @@ SPLITS = ("train", "valid", "test")
 class TranslationDataset(Dataset):
     """One numericalised split: ids without BOS/EOS, and the raw texts."""
 
-    def __init__(self, src_ids: list[list[int]], tgt_ids: list[list[int]], pairs: list[Pair]) -> None:
-        self.src_ids, self.tgt_ids, self.pairs = src_ids, tgt_ids, pairs
+    def __init__(
+        self,
+        src_ids: list[list[int]],
+        tgt_ids: list[list[int]],
+        pairs: list[Pair],
+        alignments: list[list[tuple[int, int]] | None] | None = None,
+    ) -> None:
+        self.src_ids, self.tgt_ids, self.pairs, self.alignments = src_ids, tgt_ids, pairs, alignments
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, i: int) -> Example:
+        if self.alignments is not None:
+            return self.src_ids[i], self.tgt_ids[i], self.pairs[i][0], self.pairs[i][1], self.alignments[i]
         return self.src_ids[i], self.tgt_ids[i], self.pairs[i][0], self.pairs[i][1]
 
     def lengths(self) -> list[int]:
@@ -136,6 +145,7 @@ class TranslationDataModule(L.LightningDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         on_bad_line: str = "error",
+        alignments_path: str | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -158,6 +168,7 @@ class TranslationDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.on_bad_line = on_bad_line
+        self.alignments_path = alignments_path
         self.seed = seed
         self._codec: Codec | None = None
         self.datasets: dict[str, TranslationDataset] = {}
@@ -178,6 +189,7 @@ class TranslationDataModule(L.LightningDataModule):
             [src_vocab.encode(src) for src, _ in train_tokens],
             [tgt_vocab.encode(tgt) for _, tgt in train_tokens],
             pairs["train"],
+            self._token_alignments(pairs["train"], train_tokens) if self.alignments_path else None,
         )
         for split in ("valid", "test"):
             if pairs[split]:
@@ -191,6 +203,8 @@ class TranslationDataModule(L.LightningDataModule):
             "dropped_max_len": sum(dropped),
             "skipped_lines": skipped,
         }
+        if self.alignments_path:  # pairs whose links could be placed on the tokens
+            self._stats["aligned_pairs"] = sum(a is not None for a in self.datasets["train"].alignments)
         log.info("data: %s", self._stats)
 
     def _read_splits(self) -> tuple[dict[str, list[Pair]], dict[str, dict[str, int]]]:
@@ -200,6 +214,8 @@ class TranslationDataModule(L.LightningDataModule):
             if path is not None:
                 corpus = read_parallel_tsv(path, self.on_bad_line, option=f"data.{split}_path")
                 pairs[split], skipped[split] = corpus.pairs, corpus.skipped
+        if self.alignments_path:
+            self._read_alignments(pairs["train"], skipped["train"])
         train, valid, test = split_by_source(
             pairs["train"], self.valid_ratio, self.test_ratio, self.split_seed
         )
@@ -259,6 +275,60 @@ class TranslationDataModule(L.LightningDataModule):
                 + f". Lower data.{side}_min_freq (or raise data.{side}_max_size)."
             )
         return vocab
+
+    def _read_alignments(self, train: list[Pair], skipped: dict[str, int]) -> None:
+        """`data.alignments_path`: one line of Pharaoh links (`i-j`, 0-based, source word first) per training
+        pair, checked against the pairs' words; kept by pair for `_token_alignments`."""
+        path, option = self.alignments_path, "data.alignments_path"
+        if any(skipped.values()):
+            raise ConfigError(
+                f"{option} needs every line of {self.paths['train']} (its lines are matched by number), but "
+                "data.on_bad_line=skip skipped some: fix the training file or leave data.on_bad_line=error."
+            )
+        links = read_pharaoh(path, option=option)
+        if len(links) != len(train):
+            raise DataError(
+                f"{path} has {len(links)} lines but {self.paths['train']} has {len(train)} pairs: give one line "
+                f"of links per training pair, in the same order ({option})."
+            )
+        for number, (pair_links, (src, tgt)) in enumerate(zip(links, train, strict=True), start=1):
+            lengths = len(src.split()), len(tgt.split())
+            bad = next(
+                (link for link in sorted(pair_links) if link[0] >= lengths[0] or link[1] >= lengths[1]), None
+            )
+            if bad is not None:
+                raise DataError(
+                    f"{path}:{number}: link {bad[0]}-{bad[1]} is out of range: line {number} of "
+                    f"{self.paths['train']} has {lengths[0]} source and {lengths[1]} target words (0-based)."
+                )
+        self._alignments = dict(zip(train, links, strict=True))
+
+    def _token_alignments(
+        self, pairs: list[Pair], tokens: list[tuple[list[str], list[str]]]
+    ) -> list[list[tuple[int, int]] | None]:
+        """Per training pair, its word links as token links (target token, source token): every token of
+        the target word with every token of the source word. None where tokenizing word by word does not
+        give the sentence's tokens (the links cannot be placed; counted in `stats`)."""
+        result: list[list[tuple[int, int]] | None] = []
+        for (src, tgt), (src_tokens, tgt_tokens) in zip(pairs, tokens, strict=True):
+            src_words, src_owner = tokenize_words(self.src_tokenizer, src.split())
+            tgt_words, tgt_owner = tokenize_words(self.tgt_tokenizer, tgt.split())
+            if src_words != src_tokens or tgt_words != tgt_tokens:
+                result.append(None)
+                continue
+            src_of: dict[int, list[int]] = {}
+            for k, word in enumerate(src_owner):
+                src_of.setdefault(word, []).append(k)
+            result.append(
+                [
+                    (t, s)
+                    for t, word in enumerate(tgt_owner)
+                    for i, j in self._alignments[(src, tgt)]
+                    if j == word
+                    for s in src_of.get(i, [])
+                ]
+            )
+        return result
 
     # ------------------------------------------------------------------------------ accessors
 
@@ -365,6 +435,11 @@ def _validate(args: dict[str, Any]) -> None:
         ("num_workers", _is_int(args["num_workers"], 0), "an integer >= 0"),
         ("on_bad_line", args["on_bad_line"] in ON_BAD_LINE_CHOICES, f"one of {list(ON_BAD_LINE_CHOICES)}"),
         ("seed", _is_int(args["seed"], 0), "an integer >= 0"),
+        (
+            "alignments_path",
+            args["alignments_path"] is None or isinstance(args["alignments_path"], str),
+            "null or the path of a file of Pharaoh links",
+        ),  # fmt: skip
     ]
     for name, ok, expected in checks:
         if not ok:

@@ -10,7 +10,7 @@ one token per line.
 
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 import sentencepiece as spm
@@ -206,3 +206,23 @@ class SentencePieceTokenizer(Tokenizer):
     @staticmethod
     def _load(model: bytes) -> spm.SentencePieceProcessor:
         return spm.SentencePieceProcessor(model_proto=model)
+
+
+def tokenize_words(tokenizer: Tokenizer, words: Sequence[str]) -> tuple[list[str], list[int | None]]:
+    """The model's tokens for a sentence of `words`, and per token the index of the word it comes from.
+
+    Each word is tokenized alone and the tokens are concatenated, so no token spans two words: the model
+    reads what it would read for `" ".join(words)` (for SentencePiece, which splits at whitespace first, the
+    same pieces; lowercasing and punctuation splitting as the tokenizer does them). A CharTokenizer also
+    reads the space between two words, as a token of no word (None).
+    """
+    tokens: list[str] = []
+    owners: list[int | None] = []
+    for index, word in enumerate(words):
+        if index > 0 and isinstance(tokenizer, CharTokenizer):
+            tokens.append(CharTokenizer.SPACE)
+            owners.append(None)
+        pieces = tokenizer.tokenize(word)
+        tokens += pieces
+        owners += [index] * len(pieces)
+    return tokens, owners
