@@ -1,5 +1,6 @@
 """Figures: attention heatmaps (matplotlib for TensorBoard and PNG files, text for the terminal), a heatmap
-of scores by layer x head (`score_grid_figure`), and scores against source length (`length_figure`).
+of scores by layer x head (`score_grid_figure`), scores against source length (`length_figure`), and BLEU
+against the share of attention heads pruned (`pruning_figure`).
 
 The attention heatmaps take the weights of one hypothesis, `[heads, tgt_len, src_len]`: rows are output
 tokens, columns source tokens. With several heads the figure shows their mean first, then every head.
@@ -67,12 +68,13 @@ def score_grid_figure(
     label: str = "",
     xlabel: str = "",
     ylabel: str = "",
+    fmt: str = ".1f",
 ) -> Figure:
     """A heatmap of one score per cell (e.g. AER by decoder layer x head), each cell showing its value;
     lower values are lighter (the colour map is reversed viridis, for scores where lower is better).
 
     values `[rows][columns]`; len(row_labels) == rows, len(column_labels) == columns. `label` names the
-    colour bar.
+    colour bar, `fmt` formats the cell values; a NaN cell (a head a row does not have) stays blank.
     """
     rows, columns = len(values), len(values[0]) if values else 0
     if (rows, columns) != (len(row_labels), len(column_labels)):
@@ -83,9 +85,11 @@ def score_grid_figure(
     image = ax.imshow(values, cmap="viridis_r", aspect="auto")
     for row, row_values in enumerate(values):
         for column, value in enumerate(row_values):
+            if math.isnan(value):
+                continue
             light = image.norm(value) < 0.5  # viridis_r: low values are light, so they get dark text
             color = "black" if light else "white"
-            ax.text(column, row, f"{value:.1f}", ha="center", va="center", color=color, fontsize=8)
+            ax.text(column, row, f"{value:{fmt}}", ha="center", va="center", color=color, fontsize=8)
     ax.set_xticks(range(columns), column_labels)
     ax.set_yticks(range(rows), row_labels)
     ax.set_xlabel(xlabel)
@@ -93,6 +97,21 @@ def score_grid_figure(
     if title:
         ax.set_title(title)
     figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=label)
+    figure.tight_layout()
+    return figure
+
+
+def pruning_figure(shares: list[float], bleu: list[float], title: str = "") -> Figure:
+    """BLEU (y) against the share of attention heads pruned (x, in percent), least important first."""
+    figure, ax = plt.subplots(figsize=(5.5, 4.0))
+    ax.plot([100 * share for share in shares], bleu, marker="o")
+    ax.set_xlabel("heads pruned (%), least important first")
+    ax.set_ylabel("BLEU")
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title, wrap=True)
     figure.tight_layout()
     return figure
 

@@ -131,3 +131,49 @@ def one_thread(monkeypatch: pytest.MonkeyPatch):
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# a tiny Transformer: 2 layers of 2 heads in the encoder's and the decoder's self-attention and in the
+# multi-head cross-attention (the tests of head gates, importance, pruning and the attention explorer)
+TINY_TRANSFORMER = (
+    "encoder=transformer",
+    "decoder=transformer",
+    "attention=multihead",
+    "model.net.embedding_size=16",
+    *(
+        f"{part}.{key}={value}"
+        for part in ("encoder", "decoder")
+        for key, value in {"d_model": 16, "num_layers": 2, "num_heads": 2, "d_ff": 32}.items()
+    ),
+    "attention.hidden_size=16",
+    "attention.num_heads=2",
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_transformer_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A `TINY_TRANSFORMER` trained for 3 epochs on the reverse task: {"ckpt": its best.ckpt, "train" /
+    "valid" / "test": the data}."""
+    directory = tmp_path_factory.mktemp("tiny_transformer_checkpoint")
+    task = write_reverse_task(directory)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")
+        result = run_entry(
+            "src.train",
+            f"data.train_path={task['train']}",
+            f"data.valid_path={task['valid']}",
+            f"data.test_path={task['test']}",
+            *TINY_TRANSFORMER,
+            "model.optimizer.lr=0.01",
+            "trainer.max_epochs=3",
+            "trainer.accelerator=cpu",
+            "test=false",
+            "~logger",
+            "~callbacks.lr_monitor",
+            "~callbacks.progress_bar",
+            "+trainer.enable_progress_bar=false",
+            f"paths.log_dir={directory / 'outputs'}",
+        )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    (ckpt,) = (directory / "outputs").glob("train/runs/*/checkpoints/best.ckpt")
+    return {"ckpt": ckpt, **task}

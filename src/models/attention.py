@@ -13,12 +13,17 @@ target positions:
                                               multi-head); padded positions get exactly 0
 
 Notation in the formulas: q = query, k = key (an encoder state), a = the weights, c = the context.
+
+Heads can be gated (`HeadGate`, Michel, Levy & Neubig 2019): `MultiHeadAttention` here, and the
+self-attention of the Transformer encoder and decoder through `gated_self_attention`, which also returns
+their per-head weights.
 """
 
 import math
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from src.errors import ConfigError
@@ -33,6 +38,83 @@ def masked_softmax(scores: Tensor, mask: Tensor) -> Tensor:
     """
     scores = scores.masked_fill(~mask[:, None, None, :], torch.finfo(scores.dtype).min)
     return torch.softmax(scores, dim=-1)
+
+
+class HeadGate(nn.Module):
+    """A multiplier on the output of each head of one multi-head attention (Michel, Levy & Neubig 2019,
+    "Are Sixteen Heads Really Better than One?", section 2):
+
+        MultiHead(q, k, v) = W^O [g_1 head_1; ...; g_h head_h]
+
+    With no gate set (`values` is None, the default) nothing is computed and the attention's output is
+    exactly what it was. `set` installs gates: `[heads]` for every sentence (0 prunes a head, 1 keeps it),
+    or `[batch, heads]`, one gate per sentence, so that one backward pass gives every sentence's
+    d loss / d g (head importance, `src.heads`). The values are a buffer that is not saved in the weights:
+    a pruned model keeps its mask in its config (`Seq2Seq(head_mask=...)`).
+
+    `kind` names the attention the heads belong to: "encoder" or "decoder" (self-attention) or "cross".
+    """
+
+    def __init__(self, num_heads: int, kind: str) -> None:
+        super().__init__()
+        self.num_heads, self.kind = num_heads, kind
+        self.register_buffer("values", None, persistent=False)
+
+    @property
+    def active(self) -> bool:
+        """Whether gates are set (so the attention must compute its heads one by one)."""
+        return self.values is not None
+
+    def set(self, values: Tensor | None) -> None:
+        """Gates `[heads]` or `[batch, heads]` (they may require grad), or None: no gate."""
+        if values is not None and (values.dim() not in (1, 2) or values.size(-1) != self.num_heads):
+            raise ValueError(
+                f"gates of shape {tuple(values.shape)} do not fit {self.num_heads} heads: "
+                f"expected [{self.num_heads}] or [batch, {self.num_heads}]"
+            )
+        self.values = values
+
+    def forward(self, heads: Tensor) -> Tensor:
+        """heads `[batch, heads, len, head_size]` -> each head times its gate (unchanged without gates)."""
+        if self.values is None:
+            return heads
+        gates = self.values.to(heads.dtype)
+        return heads * gates.view(-1 if gates.dim() == 2 else 1, self.num_heads, 1, 1)
+
+
+def gated_self_attention(
+    attention: nn.MultiheadAttention,
+    x: Tensor,
+    keep: Tensor | None,
+    future: Tensor | None,
+    gate: HeadGate,
+) -> tuple[Tensor, Tensor]:
+    """The self-attention of `nn.MultiheadAttention` (its own weights, packed in-projection, batch first)
+    computed head by head, so that its heads can be gated and their weights read:
+
+        head_i = softmax((W^Q_i x)(W^K_i x)^T / sqrt(d_h)) (W^V_i x),   out = W^O [g_1 head_1; ...]
+
+    x `[batch, len, d_model]`; keep `[batch, len]` bool (True = a real key) or None; future `[len, len]`
+    bool (True = a later position, hidden) or None -> (out `[batch, len, d_model]`, weights
+    `[batch, heads, len, len]`, before dropout). With no gate it equals the module's own forward (up to
+    rounding: PyTorch's fused kernels sum in another order).
+    """
+    batch, length, _ = x.shape
+    heads, head_size = attention.num_heads, attention.head_dim
+    projected = F.linear(x, attention.in_proj_weight, attention.in_proj_bias)  # [batch, len, 3 * d_model]
+    queries, keys, values = (
+        part.view(batch, length, heads, head_size).transpose(1, 2) for part in projected.chunk(3, dim=-1)
+    )  # each [batch, heads, len, head_size]
+    scores = queries @ keys.transpose(2, 3) / math.sqrt(head_size)  # [batch, heads, len, len]
+    hidden = torch.zeros(batch, 1, length, length, dtype=torch.bool, device=x.device)
+    if future is not None:
+        hidden = hidden | future
+    if keep is not None:
+        hidden = hidden | ~keep[:, None, None, :]
+    weights = torch.softmax(scores.masked_fill(hidden, torch.finfo(scores.dtype).min), dim=-1)
+    heads_out = F.dropout(weights, attention.dropout, attention.training) @ values
+    heads_out = gate(heads_out).transpose(1, 2).reshape(batch, length, -1)  # [batch, len, d_model]
+    return attention.out_proj(heads_out), weights
 
 
 class Attention(nn.Module):
@@ -191,7 +273,7 @@ class MultiHeadAttention(Attention):
 
     Keys and values are projected once per batch in `prepare`; W^O maps back to key_size, so the context
     has the size of the memory like every other attention. Weights: `[batch, num_heads, q_len, src_len]`
-    (before dropout).
+    (before dropout). `head_gate` multiplies each head before W^O (`HeadGate`; no gate by default).
     """
 
     name = "multihead"
@@ -212,6 +294,7 @@ class MultiHeadAttention(Attention):
         self.value_layer = nn.Linear(key_size, hidden_size)  # W^V
         self.output_layer = nn.Linear(hidden_size, key_size)  # W^O
         self.dropout = nn.Dropout(dropout)
+        self.head_gate = HeadGate(num_heads, kind="cross")
 
     def _split_heads(self, x: Tensor) -> Tensor:
         """`[batch, len, hidden]` -> `[batch, heads, len, head_size]`."""
@@ -228,7 +311,7 @@ class MultiHeadAttention(Attention):
         queries = self._split_heads(self.query_layer(query))  # [batch, heads, q_len, head_size]
         scores = queries @ keys.transpose(2, 3) / math.sqrt(self.head_size)  # [batch, heads, q_len, src_len]
         weights = masked_softmax(scores, mask)
-        heads = self.dropout(weights) @ values  # [batch, heads, q_len, head_size]
+        heads = self.head_gate(self.dropout(weights) @ values)  # [batch, heads, q_len, head_size]
         heads = heads.transpose(1, 2).reshape(query.size(0), query.size(1), -1)  # [batch, q_len, hidden]
         return self.output_layer(heads), weights, state
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from src.errors import ConfigError
-from src.models.attention import Attention
+from src.models.attention import Attention, HeadGate, gated_self_attention
 from src.models.encoders import EncoderOutput, rnn_class
 from src.models.positional import build_positions
 
@@ -69,6 +69,15 @@ class Decoder(nn.Module):
         with layers = 1."""
         _, attn_weights, _ = self(tgt_emb, cache, state)
         return None if attn_weights is None else attn_weights.unsqueeze(1)
+
+    def self_attention_by_layer(
+        self, tgt_emb: Tensor, cache: dict[str, Tensor], state: dict[str, Tensor]
+    ) -> Tensor | None:
+        """The causal self-attention of every layer, for reading: tgt_emb `[batch, tgt_len, emb]` ->
+        `[batch, layers, heads, tgt_len, prefix_len + tgt_len]` (row t: the position that reads the t-th
+        new input token; columns: every input token so far), or None for a decoder without
+        self-attention (the recurrent ones)."""
+        return None
 
 
 class RecurrentDecoder(Decoder):
@@ -249,7 +258,11 @@ def gru_cell(gates_x: Tensor, gates_h: Tensor, hidden: Tensor) -> Tensor:
 
 class TransformerDecoderLayer(nn.Module):
     """One pre-LN decoder layer: causal self-attention, cross-attention (any parallel `Attention`), and
-    a position-wise feed-forward network, each as x + sublayer(LayerNorm(x))."""
+    a position-wise feed-forward network, each as x + sublayer(LayerNorm(x)).
+
+    The self-attention runs PyTorch's own `nn.MultiheadAttention` unless its heads are gated
+    (`self_attention_gate`) or its weights are asked for; then it runs head by head on the same parameters
+    (`gated_self_attention`)."""
 
     def __init__(
         self, d_model: int, num_heads: int, d_ff: int, dropout: float, cross_attention: Attention
@@ -257,6 +270,7 @@ class TransformerDecoderLayer(nn.Module):
         super().__init__()
         self.self_attention_norm = nn.LayerNorm(d_model)
         self.self_attention = nn.MultiheadAttention(d_model, num_heads, dropout=dropout, batch_first=True)
+        self.self_attention_gate = HeadGate(num_heads, kind="decoder")
         self.cross_attention_norm = nn.LayerNorm(d_model)
         self.cross_attention = cross_attention
         self.feed_forward_norm = nn.LayerNorm(d_model)
@@ -266,19 +280,33 @@ class TransformerDecoderLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(
-        self, x: Tensor, future: Tensor, keys: Tensor, values: Tensor, mask: Tensor
-    ) -> tuple[Tensor, Tensor | None]:
-        """x `[batch, tgt_len, d_model]`, future `[tgt_len, tgt_len]` (True = a later position, hidden)
-        -> (x `[batch, tgt_len, d_model]`, cross-attention weights `[batch, heads, tgt_len, src_len]`)."""
+        self,
+        x: Tensor,
+        future: Tensor,
+        keys: Tensor,
+        values: Tensor,
+        mask: Tensor,
+        need_self_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """x `[batch, len, d_model]`, future `[len, len]` (True = a later position, hidden) -> (x
+        `[batch, len, d_model]`, cross-attention weights `[batch, heads, len, src_len]`, with
+        `need_self_weights` the self-attention weights `[batch, heads, len, len]`, else None)."""
         h = self.self_attention_norm(x)
-        h, _ = self.self_attention(h, h, h, attn_mask=future, need_weights=False)
+        self_weights = None
+        if need_self_weights or self.self_attention_gate.active:
+            h, self_weights = gated_self_attention(
+                self.self_attention, h, None, future, self.self_attention_gate
+            )
+        else:
+            h, _ = self.self_attention(h, h, h, attn_mask=future, need_weights=False)
         x = x + self.dropout(h)
         h = self.cross_attention_norm(x)
         context, weights, _ = self.cross_attention(
             h, keys, values, mask, self.cross_attention.init_state(mask)
         )
         x = x + self.dropout(context)
-        return x + self.dropout(self.feed_forward(self.feed_forward_norm(x))), weights
+        x = x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
+        return x, weights, self_weights if need_self_weights else None
 
 
 class TransformerDecoder(Decoder):
@@ -293,7 +321,7 @@ class TransformerDecoder(Decoder):
     decoding keeps the embedded prefix in the state ({"prefix": [batch, t, emb]}); `forward` appends the
     new positions, runs the stack causally over the whole prefix and returns only the new positions. The
     returned weights are the last layer's cross-attention weights; `attention_by_layer` gives every
-    layer's.
+    layer's, `self_attention_by_layer` every layer's self-attention.
     """
 
     def __init__(
@@ -361,29 +389,44 @@ class TransformerDecoder(Decoder):
     def forward(
         self, tgt_emb: Tensor, cache: dict[str, Tensor], state: dict[str, Tensor]
     ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
-        output, weights, state = self._run(tgt_emb, cache, state)
+        output, weights, state, _ = self._run(tgt_emb, cache, state)
         return output, weights[-1], state
 
     def attention_by_layer(
         self, tgt_emb: Tensor, cache: dict[str, Tensor], state: dict[str, Tensor]
     ) -> Tensor | None:
-        _, weights, _ = self._run(tgt_emb, cache, state)
+        _, weights, _, _ = self._run(tgt_emb, cache, state)
         return torch.stack(weights, dim=1)  # [batch, layers, heads, tgt_len, src_len]
 
-    def _run(
+    def self_attention_by_layer(
         self, tgt_emb: Tensor, cache: dict[str, Tensor], state: dict[str, Tensor]
-    ) -> tuple[Tensor, list[Tensor], dict[str, Tensor]]:
+    ) -> Tensor | None:
+        _, _, _, self_weights = self._run(tgt_emb, cache, state, need_self_weights=True)
+        return torch.stack(self_weights, dim=1)  # [batch, layers, heads, tgt_len, prefix_len + tgt_len]
+
+    def _run(
+        self,
+        tgt_emb: Tensor,
+        cache: dict[str, Tensor],
+        state: dict[str, Tensor],
+        need_self_weights: bool = False,
+    ) -> tuple[Tensor, list[Tensor], dict[str, Tensor], list[Tensor]]:
         """-> (output `[batch, tgt_len, d_model]`, per layer the cross-attention weights
-        `[batch, heads, tgt_len, src_len]` of the new positions, the state)."""
+        `[batch, heads, tgt_len, src_len]` of the new positions, the state, with `need_self_weights` per
+        layer the self-attention weights of the new positions `[batch, heads, tgt_len, t + tgt_len]`)."""
         prefix = torch.cat([state["prefix"], tgt_emb], dim=1)  # [batch, t + tgt_len, emb]
         length = prefix.size(1)
         future = torch.ones(length, length, dtype=torch.bool, device=prefix.device).triu(diagonal=1)
         x = self.input_layer(prefix) * math.sqrt(self.d_model)  # [batch, t + tgt_len, d_model]
         x = self.dropout(self.positions(x))
         new = slice(length - tgt_emb.size(1), length)
-        weights = []
+        weights, self_weights = [], []
         for i, layer in enumerate(self.layers):
-            x, layer_weights = layer(x, future, cache["keys"][:, i], cache["values"][:, i], cache["mask"])
+            x, layer_weights, layer_self_weights = layer(
+                x, future, cache["keys"][:, i], cache["values"][:, i], cache["mask"], need_self_weights
+            )
             weights.append(layer_weights[:, :, new])
+            if need_self_weights:
+                self_weights.append(layer_self_weights[:, :, new])
         output = self.norm(x[:, new])  # [batch, tgt_len, d_model]
-        return output, weights, {"prefix": prefix}
+        return output, weights, {"prefix": prefix}, self_weights

@@ -9,11 +9,13 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from src.errors import ConfigError
+from src.models.attention import HeadGate, gated_self_attention
 from src.models.positional import LearnedPositions, build_positions
 
 
@@ -32,6 +34,12 @@ class Encoder(nn.Module):
     def forward(self, src_emb: Tensor, src_len: Tensor, mask: Tensor) -> EncoderOutput:
         """src_emb `[batch, src_len, emb]`, src_len `[batch]`, mask `[batch, src_len]` (True = real)."""
         raise NotImplementedError
+
+    def self_attention_by_layer(self, src_emb: Tensor, src_len: Tensor, mask: Tensor) -> Tensor | None:
+        """The self-attention of every layer, for reading: `[batch, layers, heads, src_len, src_len]`
+        (row: the position that attends, column: the one attended to), or None for an encoder without
+        self-attention (the recurrent and convolutional ones)."""
+        return None
 
 
 def rnn_class(rnn_type: str, option: str) -> type[nn.LSTM] | type[nn.GRU]:
@@ -155,6 +163,10 @@ class TransformerEncoder(Encoder):
         memory = LN(x_L)
 
     Padded positions are excluded as attention keys. `final` = the mean of the real positions.
+
+    `head_gates` hold a `HeadGate` per layer. A layer runs PyTorch's own (fused) layer unless its heads are
+    gated or their weights are asked for (`self_attention_by_layer`); then it runs the same computation
+    step by step (`gated_self_attention`) on the same parameters.
     """
 
     def __init__(
@@ -180,14 +192,33 @@ class TransformerEncoder(Encoder):
             nn.TransformerEncoderLayer(d_model, num_heads, d_ff, dropout, batch_first=True, norm_first=True)
             for _ in range(num_layers)
         )
+        self.head_gates = nn.ModuleList(HeadGate(num_heads, kind="encoder") for _ in range(num_layers))
         self.norm = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
         self.output_size = d_model
 
     def forward(self, src_emb: Tensor, src_len: Tensor, mask: Tensor) -> EncoderOutput:
+        memory, _ = self._run(src_emb, mask, need_weights=False)
+        return EncoderOutput(memory=memory, mask=mask, final=masked_mean(memory, mask))
+
+    def self_attention_by_layer(self, src_emb: Tensor, src_len: Tensor, mask: Tensor) -> Tensor:
+        _, weights = self._run(src_emb, mask, need_weights=True)
+        return torch.stack(weights, dim=1)  # [batch, layers, heads, src_len, src_len]
+
+    def _run(self, src_emb: Tensor, mask: Tensor, need_weights: bool) -> tuple[Tensor, list[Tensor]]:
+        """-> (memory `[batch, src_len, d_model]`, with `need_weights` every layer's self-attention
+        weights `[batch, heads, src_len, src_len]`)."""
         x = self.input_layer(src_emb) * math.sqrt(self.d_model)  # [batch, src_len, d_model]
         x = self.dropout(self.positions(x))
-        for layer in self.layers:
-            x = layer(x, src_key_padding_mask=~mask)  # PyTorch's key padding mask: True = ignore
-        memory = self.norm(x)
-        return EncoderOutput(memory=memory, mask=mask, final=masked_mean(memory, mask))
+        weights = []
+        for layer, gate in zip(self.layers, self.head_gates, strict=True):
+            if not (need_weights or gate.active):
+                x = layer(x, src_key_padding_mask=~mask)  # PyTorch's key padding mask: True = ignore
+                continue
+            # nn.TransformerEncoderLayer's pre-LN forward, with the self-attention head by head
+            h, layer_weights = gated_self_attention(layer.self_attn, layer.norm1(x), mask, None, gate)
+            x = x + layer.dropout1(h)
+            h = layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm2(x)))))
+            x = x + layer.dropout2(h)
+            weights.append(layer_weights)
+        return self.norm(x), weights

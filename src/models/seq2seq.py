@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from src.errors import ConfigError
-from src.models.attention import Attention
+from src.models.attention import Attention, HeadGate
 from src.models.decoders import Decoder
 from src.models.encoders import Encoder, EncoderOutput
 from src.models.initialization import InitScheme, initialize
@@ -23,6 +23,12 @@ class Seq2Seq(nn.Module):
     `tie_embeddings` makes the output layer reuse the target embedding matrix (Press & Wolf 2017); it
     needs the decoder output size to equal `embedding_size` (no projection is added, so that the tied
     matrix is exactly the embedding).
+
+    `head_mask` prunes attention heads at run time (Michel, Levy & Neubig 2019; `src.heads`): per kind of
+    multi-head attention ("encoder" and "decoder" self-attention, "cross"), one list per layer of one
+    gate per head, 0 (pruned) or 1 (kept), e.g. {"encoder": [[1, 0, 1, 1], [1, 1, 1, 1]]}; a kind left
+    out keeps all its heads. It lives in the config, so a pruned checkpoint is the trained weights plus
+    this mask, and every command that loads it runs the pruned model.
     """
 
     def __init__(
@@ -40,6 +46,7 @@ class Seq2Seq(nn.Module):
         pad_id: int = 0,
         bos_id: int = 2,
         eos_id: int = 3,
+        head_mask: dict[str, list[list[float]]] | None = None,
     ) -> None:
         super().__init__()
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
@@ -64,11 +71,48 @@ class Seq2Seq(nn.Module):
                 )
             self.output_layer.weight = self.tgt_embedding.weight
         initialize(self, init, init_range)
+        if head_mask:
+            self.set_head_mask(head_mask)
 
     @property
     def num_heads(self) -> int:
         """Number of cross-attention distributions per target position (0 without attention)."""
         return self.decoder.num_heads
+
+    def head_gates(self) -> dict[str, list[HeadGate]]:
+        """The gates on the heads of every multi-head attention, by kind ("encoder", "decoder", "cross"),
+        one per layer in layer order; kinds the model does not have are left out."""
+        gates: dict[str, list[HeadGate]] = {}
+        for module in self.modules():
+            if isinstance(module, HeadGate):
+                gates.setdefault(module.kind, []).append(module)
+        return gates
+
+    def set_head_mask(self, head_mask: dict[str, list[list[float]]] | None) -> None:
+        """Gate the heads with `head_mask` (see the class docstring); None or a kind left out: no gates."""
+        head_mask = dict(head_mask or {})
+        gates = self.head_gates()
+        for kind, values in head_mask.items():
+            if kind not in gates:
+                raise ConfigError(
+                    f"model.net.head_mask.{kind}: this model has no multi-head {kind} attention; it has "
+                    f"{', '.join(gates) or 'none'}."
+                )
+            shape = [[gate.num_heads] for gate in gates[kind]]
+            if [[len(heads)] for heads in values] != shape:
+                raise ConfigError(
+                    f"model.net.head_mask.{kind} has {[len(heads) for heads in values]} heads per layer, but "
+                    f"the model's {kind} attention has {[gate.num_heads for gate in gates[kind]]}."
+                )
+        device = self.output_layer.weight.device
+        for kind, kind_gates in gates.items():
+            for layer, gate in enumerate(kind_gates):
+                if kind not in head_mask:
+                    gate.set(None)
+                    continue
+                values = [float(value) for value in head_mask[kind][layer]]
+                # a layer that keeps every head needs no gate, and keeps PyTorch's fused attention
+                gate.set(None if set(values) == {1.0} else torch.tensor(values, device=device))
 
     def encode(self, src: Tensor, src_len: Tensor) -> EncoderOutput:
         """src `[batch, src_len]`, src_len `[batch]` -> EncoderOutput (mask = src != pad)."""
@@ -123,6 +167,25 @@ class Seq2Seq(nn.Module):
         cache, state = self.start_decoding(self.encode(src, src_len))
         tgt_emb = self.embedding_dropout(self.tgt_embedding(tgt_in))  # [batch, tgt_len, emb]
         return self.decoder.attention_by_layer(tgt_emb, cache, state)
+
+    def attention_maps(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> dict[str, Tensor]:
+        """Every attention of the model, with `tgt_in` fed in (teacher forcing), for reading:
+        src `[batch, src_len]`, src_len `[batch]`, tgt_in `[batch, tgt_len]` (<bos> y) ->
+
+            "cross":   `[batch, layers, heads, tgt_len, src_len]` (as `attention_by_layer`)
+            "encoder": `[batch, layers, heads, src_len, src_len]` (encoders with self-attention)
+            "decoder": `[batch, layers, heads, tgt_len, tgt_len]` (decoders with self-attention)
+
+        Rows are the attending positions, columns the attended ones; a kind the model lacks is left out.
+        """
+        mask = src != self.pad_id  # [batch, src_len]
+        src_emb = self.embedding_dropout(self.src_embedding(src))
+        maps = {"encoder": self.encoder.self_attention_by_layer(src_emb, src_len, mask)}
+        cache, state = self.start_decoding(self.encoder(src_emb, src_len, mask))
+        tgt_emb = self.embedding_dropout(self.tgt_embedding(tgt_in))  # [batch, tgt_len, emb]
+        maps["decoder"] = self.decoder.self_attention_by_layer(tgt_emb, cache, state)
+        maps["cross"] = self.decoder.attention_by_layer(tgt_emb, cache, state)
+        return {kind: weights for kind, weights in maps.items() if weights is not None}
 
     def decode_step(
         self, tokens: Tensor, cache: dict[str, Tensor], state: dict[str, Tensor]
