@@ -37,11 +37,13 @@ from src.alignment import (
     scores_by_layer_head,
     symmetrize,
 )
-from src.checkpoint import check_inference_options, load_model, resolve_device
+from src.checkpoint import check_inference_options, load_model, read_checkpoint, resolve_device
 from src.config import register_resolvers
+from src.data.tsv import read_parallel_tsv
 from src.entry import user_errors_exit
 from src.errors import ConfigError
 from src.plotting import score_grid_figure
+from src.statistical_aligner import eflomal_links
 
 log = logging.getLogger("seq2seq-lab")
 register_resolvers()
@@ -55,6 +57,8 @@ def align_pairs(cfg: DictConfig) -> float | None:
     device = resolve_device(cfg.device)  # checked, and the matmul precision applied, by _check_options
 
     forward, directions = _align_directions(cfg, pairs, device)
+    if cfg.baseline == "eflomal":  # scored and reported beside the model's directions, never written
+        directions["eflomal"] = eflomal_links(pairs, _baseline_corpus(cfg), cfg.symmetrize)
     written = cfg.symmetrize if cfg.reverse_ckpt_path else "forward"
     output = Path(cfg.output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -100,6 +104,18 @@ def _align_directions(
     return forward, directions
 
 
+def _baseline_corpus(cfg: DictConfig) -> list[tuple[str, str]]:
+    """The corpus the statistical baseline is trained on besides the pairs: baseline_corpus, or the
+    training file of the model (from its checkpoint), at most baseline_max_pairs of its lines."""
+    path = cfg.baseline_corpus or read_checkpoint(cfg.ckpt_path)["seq2seq_lab"]["config"]["data"].get(
+        "train_path"
+    )
+    if not path:
+        return []
+    pairs = read_parallel_tsv(path, option="baseline_corpus").pairs
+    return pairs[: cfg.baseline_max_pairs] if cfg.baseline_max_pairs else pairs
+
+
 def _describe_run(cfg: DictConfig, written: str, num_pairs: int, output: Path) -> dict[str, Any]:
     """What scores.json says about the run besides its scores."""
     return {
@@ -140,6 +156,8 @@ def _check_options(cfg: DictConfig) -> None:
         raise ConfigError(f"input_format={cfg.input_format} is unknown: use {', '.join(PAIR_FORMATS)}.")
     if cfg.gold_index_base not in (0, 1) or isinstance(cfg.gold_index_base, bool):
         raise ConfigError(f"gold_index_base={cfg.gold_index_base} is invalid: use 1 (1-based links) or 0.")
+    if cfg.baseline not in (None, "eflomal"):
+        raise ConfigError(f"baseline={cfg.baseline} is unknown: use eflomal or null.")
     if cfg.symmetrize not in SYMMETRIZATIONS:
         raise ConfigError(f"symmetrize={cfg.symmetrize} is unknown: use {', '.join(SYMMETRIZATIONS)}.")
     check_inference_options(cfg)

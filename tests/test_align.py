@@ -427,3 +427,19 @@ def test_a_pair_with_an_empty_side_names_the_file_and_line(tmp_path):
 def test_invalid_options_are_config_errors(tiny_checkpoint, tmp_path, digits, override, message):
     with pytest.raises(ConfigError, match=message):
         align_in_process(tiny_checkpoint["ckpt"], tmp_path, f"input={digits['pairs']}", *override.split())
+
+
+@pytest.mark.slow
+def test_the_align_command_scores_the_baseline_beside_the_model(tiny_checkpoint, tmp_path, digits):
+    pytest.importorskip("eflomal")
+    align_in_process(
+        tiny_checkpoint["ckpt"],
+        tmp_path,
+        f"input={digits['pairs']}",
+        f"gold={digits['gold']}",
+        "baseline=eflomal",
+    )
+    scores = json.loads((tmp_path / "run" / "scores.json").read_text())
+    assert set(scores["directions"]) == {"forward", "eflomal"}
+    assert 0.0 <= scores["directions"]["eflomal"]["aer"] <= 100.0
+    assert scores["aer"] == scores["directions"]["forward"]["aer"]  # the model's links stay the output

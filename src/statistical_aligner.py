@@ -1,0 +1,55 @@
+"""A classical statistical word aligner beside the attention: eflomal (Östling & Tiedemann 2016, "Efficient
+word alignment with Markov Chain Monte Carlo"; a Bayesian IBM model with HMM alignment and fertility),
+the baseline attention-based alignments are compared with.
+
+As such aligners are used, it is trained, unsupervised, on a parallel corpus (the model's own training
+corpus) together with the pairs to align, in both directions; the two directions are symmetrised
+(grow-diag-final by default) and the links of the pairs are returned on the pairs' words. The corpus is
+lowercased and its punctuation split off (`\\w+|[^\\w\\s]`) so that its words match those of tokenised gold
+sets; the pairs' words are only lowercased, so that links keep their indices.
+
+eflomal is an optional dependency: `pip install -e ".[align]"`.
+"""
+
+import re
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from src.alignment import Link, Pair, read_pharaoh, symmetrize
+from src.errors import ConfigError
+
+_WORDS = re.compile(r"\w+|[^\w\s]")
+
+
+def corpus_words(text: str) -> str:
+    return " ".join(_WORDS.findall(text.lower()))
+
+
+def eflomal_links(
+    pairs: Sequence[Pair], corpus: Sequence[tuple[str, str]] = (), how: str = "grow-diag-final"
+) -> list[set[Link]]:
+    """The symmetrised eflomal links of each pair (source word, target word), trained on pairs + corpus."""
+    try:
+        import eflomal
+    except ImportError:
+        raise ConfigError(
+            'baseline=eflomal needs the eflomal package: pip install -e ".[align]" (or pip install eflomal).'
+        ) from None
+    src = [" ".join(words).lower() for words, _ in pairs] + [corpus_words(s) for s, _ in corpus]
+    tgt = [" ".join(words).lower() for _, words in pairs] + [corpus_words(t) for _, t in corpus]
+    # the pairs first (their links are the first lines); corpus lines without words on a side are left out
+    kept = list(zip(src[: len(pairs)], tgt[: len(pairs)], strict=True))
+    kept += [(s, t) for s, t in zip(src[len(pairs) :], tgt[len(pairs) :], strict=True) if s and t]
+    with tempfile.TemporaryDirectory() as directory:
+        forward, reverse = Path(directory) / "forward.txt", Path(directory) / "reverse.txt"
+        eflomal.Aligner().align(
+            [s + "\n" for s, _ in kept],
+            [t + "\n" for _, t in kept],
+            links_filename_fwd=str(forward),
+            links_filename_rev=str(reverse),
+            quiet=True,
+        )
+        fwd = read_pharaoh(forward, option="eflomal's forward links")[: len(pairs)]
+        rev = read_pharaoh(reverse, option="eflomal's reverse links")[: len(pairs)]
+    return [symmetrize(f, r, how) for f, r in zip(fwd, rev, strict=True)]
