@@ -1,10 +1,14 @@
-"""Inside the attention: `python -m src.analyze heads ckpt_path=... [data.test_path=...]`.
+"""Inside the attention: `python -m src.analyze heads|attribution ckpt_path=... [data.test_path=...]`.
 
-The first word of the command line names the analysis (`heads` is `analysis=heads`). `heads` reads like a
-table of contents: load the model and the test set, measure the importance of every attention head, write
-the table and the layer x head heatmap, prune the least important heads share by share and measure BLEU at
-each, and save the pruned model as a checkpoint (see conf/analyze.yaml; the methods: src/heads.py and
-docs/INSIDE_ATTENTION.md).
+The first word of the command line names the analysis (`heads` is `analysis=heads`). Each reads like a
+table of contents (options: conf/analyze.yaml; methods: docs/INSIDE_ATTENTION.md):
+
+* `heads`: load the model and the test set, measure the importance of every attention head, write the table
+  and the layer x head heatmap, prune the least important heads share by share and measure BLEU at each, and
+  save the pruned model as a checkpoint (src/heads.py).
+* `attribution`: translate the first test sentences, then for every output token compare the attention with
+  gradient attributions over the source tokens (rank correlation, top-token agreement, erasure), and write
+  the table, one sentence's maps side by side, and every sentence's values (src/attribution.py).
 """
 
 import copy
@@ -16,14 +20,27 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import torch
 from omegaconf import DictConfig, OmegaConf
 from sacrebleu.metrics import BLEU
 
+from src.attribution import (
+    AGGREGATES,
+    METHOD_NAMES,
+    METHODS,
+    SentenceAttribution,
+    attribute_sentence,
+    compare_tokens,
+    format_summary_table,
+    require_captum,
+    summarize,
+)
 from src.checkpoint import AtomicCheckpointIO, load_translator, read_checkpoint
 from src.config import register_resolvers
 from src.data.tsv import read_parallel_tsv
+from src.data.vocab import EOS, UNK_ID
 from src.entry import user_errors_exit
-from src.errors import ConfigError
+from src.errors import ConfigError, DataError
 from src.heads import (
     HeadImportance,
     HeadMask,
@@ -36,13 +53,13 @@ from src.heads import (
     reference_batches,
 )
 from src.metrics import corpus_scores
-from src.plotting import pruning_figure, save_figure, score_grid_figure
+from src.plotting import pruning_figure, save_figure, score_grid_figure, side_by_side_figure
 from src.translator import Translator, bleu_hypothesis, bleu_reference
 
 log = logging.getLogger("seq2seq-lab")
 register_resolvers()
 
-ANALYSES = ("heads",)
+ANALYSES = ("heads", "attribution")
 
 
 def analyze(cfg: DictConfig) -> dict[str, Any]:
@@ -51,6 +68,8 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
             f"analysis={cfg.analysis} is unknown: use {', '.join(ANALYSES)}, e.g. "
             "python -m src.analyze heads ckpt_path=<checkpoint>"
         )
+    if cfg.analysis == "attribution":
+        return analyze_attribution(cfg)
     return analyze_heads(cfg)
 
 
@@ -112,6 +131,124 @@ def analyze_heads(cfg: DictConfig) -> dict[str, Any]:
     (output_dir / "heads.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     _summarize(result, importance, output_dir)
     return result
+
+
+def analyze_attribution(cfg: DictConfig) -> dict[str, Any]:
+    """Compare attention with gradient attribution on the model's own translations of the first
+    `attribution.max_sentences` test sentences; writes attribution.json, attribution.md, attribution.png and
+    attribution_sentences.jsonl, and returns what attribution.json holds."""
+    options = _check_attribution_options(cfg)
+    require_captum()
+    translator, train_config = load_translator(cfg)
+    codec, net = translator.codec, translator.net
+    test_path = cfg.data.test_path or _trained_test_path(train_config)
+    sources = [source for source, _ in read_parallel_tsv(test_path, option="data.test_path").pairs]
+    sources = [source for source in sources[: options["max_sentences"]] if translator.encode(source)]
+    if not sources:
+        raise DataError(f"{test_path} has no source sentence with a token to attribute (data.test_path).")
+    has_attention = net.num_heads > 0
+    if not has_attention:
+        log.warning(
+            "This model has no attention (attention=none): only the attributions and their erasure check are "
+            "computed; the comparisons with attention are skipped."
+        )
+    log.info("Translating %d sentences of %s, then attributing every output token", len(sources), test_path)
+    sentences = []
+    for source, nbest in zip(sources, translator.translate(sources), strict=True):
+        sentences.append(
+            attribute_sentence(
+                net,
+                translator.encode(source),
+                nbest[0].tokens,
+                UNK_ID,
+                options["methods"],
+                options["ig_steps"],
+                options["aggregate"],
+                cfg.batch_size,
+            )
+        )
+    summaries = {
+        method: summarize(
+            [
+                row
+                for sentence in sentences
+                for row in compare_tokens(sentence.attention, sentence.scores[method], sentence.drops)
+            ]
+        )
+        for method in options["methods"]
+    }
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    example = min(options["example"], len(sentences) - 1)
+    save_figure(
+        _attribution_figure(codec, sources[example], sentences[example]), output_dir / "attribution.png"
+    )
+    deltas = [sentence.ig_delta.abs() for sentence in sentences if sentence.ig_delta is not None]
+    result: dict[str, Any] = {
+        "ckpt_path": str(Path(cfg.ckpt_path).resolve()),
+        "test_path": str(Path(test_path).resolve()),
+        "sentences": len(sentences),
+        "output_tokens": sum(len(sentence.output) for sentence in sentences),
+        "attention": has_attention,
+        "aggregate": options["aggregate"],
+        "ig_steps": options["ig_steps"],
+        "ig_convergence_delta": float(torch.cat(deltas).mean()) if deltas else None,
+        "methods": summaries,
+        "example": example,
+    }
+    table = format_summary_table(summaries)
+    (output_dir / "attribution.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    (output_dir / "attribution.md").write_text(table + "\n", encoding="utf-8")
+    with (output_dir / "attribution_sentences.jsonl").open("w", encoding="utf-8") as file:
+        for source, sentence in zip(sources, sentences, strict=True):
+            file.write(json.dumps(_sentence_record(codec, source, sentence)) + "\n")
+    lines = [
+        f"Attention against attribution over {result['output_tokens']} output tokens of {len(sentences)} "
+        f"sentences ({output_dir / 'attribution.png'}):",
+        *table.splitlines(),
+    ]
+    if not has_attention:
+        lines.append("No attention: the attention columns are empty.")
+    if result["ig_convergence_delta"] is not None:
+        lines.append(
+            f"Integrated gradients, mean |convergence delta| with {options['ig_steps']} steps: "
+            f"{result['ig_convergence_delta']:.2e}"
+        )
+    lines.append(f"Results: {output_dir / 'attribution.json'}")
+    log.info("Done.\n  %s", "\n  ".join(lines))
+    return result
+
+
+def _attribution_figure(codec, source: str, sentence: SentenceAttribution):
+    """The attention and each attribution of one sentence side by side; each attribution's magnitude is
+    divided by its row's maximum, so that every row's top token is 1 as the attention's scale allows."""
+    panels = []
+    if sentence.attention is not None:
+        panels.append(("attention (mean over heads)", sentence.attention))
+    for method, scores in sentence.scores.items():
+        magnitude = scores.abs()
+        scaled = magnitude / magnitude.amax(dim=1, keepdim=True).clamp(min=torch.finfo(magnitude.dtype).tiny)
+        panels.append((f"|{METHOD_NAMES[method]}| / row max", scaled))
+    return side_by_side_figure(
+        panels,
+        codec.src_vocab.lookup(sentence.src),
+        codec.tgt_vocab.lookup(sentence.output[:-1]) + [EOS],
+        title=f"Attention against attribution: {source[:80]}",
+    )
+
+
+def _sentence_record(codec, source: str, sentence: SentenceAttribution) -> dict[str, Any]:
+    """One line of attribution_sentences.jsonl: the tokens and every `[T, S]` matrix as nested lists."""
+    return {
+        "source": source,
+        "src_tokens": codec.src_vocab.lookup(sentence.src),
+        "output_tokens": codec.tgt_vocab.lookup(sentence.output[:-1]) + [EOS],
+        "log_probs": sentence.log_probs.tolist(),
+        "attention": None if sentence.attention is None else sentence.attention.tolist(),
+        "attribution": {method: scores.tolist() for method, scores in sentence.scores.items()},
+        "erasure_drops": sentence.drops.tolist(),
+        "ig_convergence_delta": None if sentence.ig_delta is None else sentence.ig_delta.tolist(),
+    }
 
 
 def save_pruned_checkpoint(ckpt_path: str | Path, mask: HeadMask, path: Path) -> None:
@@ -185,6 +322,28 @@ def _check_heads_options(cfg: DictConfig) -> dict[str, Any]:
                 f"heads.prune_shares and heads.save_pruned are shares of the heads: {share} is not between "
                 "0 and 1 (e.g. heads.save_pruned=0.3 prunes 30% of the heads)."
             )
+    return options
+
+
+def _check_attribution_options(cfg: DictConfig) -> dict[str, Any]:
+    """The `attribution` options, checked; gradients need float weights, so not int8."""
+    options = OmegaConf.to_container(cfg.attribution, resolve=True)
+    for key in ("max_sentences", "ig_steps"):
+        value = options[key]
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            raise ConfigError(f"attribution.{key}={value} must be an integer >= 1.")
+    example = options["example"]
+    if not (isinstance(example, int) and not isinstance(example, bool) and example >= 0):
+        raise ConfigError(f"attribution.example={example} must be an integer >= 0 (a sentence index).")
+    methods = options["methods"]
+    if not methods or any(method not in METHODS for method in methods):
+        raise ConfigError(f"attribution.methods={methods}: choose one or more of {', '.join(METHODS)}.")
+    if options["aggregate"] not in AGGREGATES:
+        raise ConfigError(f"attribution.aggregate={options['aggregate']}: use {' or '.join(AGGREGATES)}.")
+    if cfg.get("int8"):
+        raise ConfigError(
+            "int8=true: attribution takes gradients, which int8 layers do not have; use int8=false."
+        )
     return options
 
 

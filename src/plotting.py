@@ -1,6 +1,7 @@
 """Figures: attention heatmaps (matplotlib for TensorBoard and PNG files, text for the terminal), a heatmap
-of scores by layer x head (`score_grid_figure`), scores against source length (`length_figure`), and BLEU
-against the share of attention heads pruned (`pruning_figure`).
+of scores by layer x head (`score_grid_figure`), scores against source length (`length_figure`), BLEU
+against the share of attention heads pruned (`pruning_figure`), and maps of one sentence side by side
+(`side_by_side_figure`: attention beside attribution).
 
 The attention heatmaps take the weights of one hypothesis, `[heads, tgt_len, src_len]`: rows are output
 tokens, columns source tokens. With several heads the figure shows their mean first, then every head.
@@ -112,6 +113,36 @@ def pruning_figure(shares: list[float], bleu: list[float], title: str = "") -> F
     ax.grid(alpha=0.3)
     if title:
         ax.set_title(title, wrap=True)
+    figure.tight_layout()
+    return figure
+
+
+def side_by_side_figure(
+    panels: list[tuple[str, Tensor]], src_tokens: list[str], tgt_tokens: list[str], title: str = ""
+) -> Figure:
+    """Heatmaps of one sentence side by side, one per (name, matrix) panel, on one colour scale from 0 to
+    1: source tokens on x, output tokens on y. Each matrix is `[tgt_len, src_len]` with values in [0, 1]
+    (e.g. the attention, and an attribution scaled by its row maximum)."""
+    cell = 0.35
+    width = max(4.0, cell * len(src_tokens) + 2.0)
+    height = max(3.0, cell * len(tgt_tokens) + 1.5)
+    figure, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), height), squeeze=False)
+    for ax, (name, matrix) in zip(axes.flat, panels, strict=True):
+        if tuple(matrix.shape) != (len(tgt_tokens), len(src_tokens)):
+            raise ValueError(
+                f"{name}: {tuple(matrix.shape)} does not fit {len(tgt_tokens)} x {len(src_tokens)} tokens"
+            )
+        image = ax.imshow(
+            matrix.detach().float().cpu().numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto"
+        )
+        ax.set_xticks(range(len(src_tokens)), src_tokens, rotation=90)
+        ax.set_yticks(range(len(tgt_tokens)), tgt_tokens)
+        ax.set_xlabel("source")
+        ax.set_ylabel("output")
+        ax.set_title(name)
+        figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    if title:
+        figure.suptitle(title, wrap=True)
     figure.tight_layout()
     return figure
 

@@ -10,7 +10,7 @@ A folder with neither is `incomplete`: a job still running, or one that was kill
 import json
 import math
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,25 +21,48 @@ ERROR_FILE = "error.log"
 @dataclass
 class RunSummary:
     status: str  # completed | interrupted | failed | incomplete
+    # the metrics of `src.run_columns.METRICS`, under the same names (`hp/<name>` in TensorBoard)
     best_val_bleu: float | None = None
+    best_val_chrf: float | None = None
+    best_val_loss: float | None = None
+    best_step: int | None = None
+    best_epoch: float | None = None
     test_bleu: float | None = None
+    test_chrf: float | None = None
+    train_time_s: float | None = None
+    train_tokens_per_s: float | None = None
     epochs: float | None = None  # with the fraction of an unfinished epoch (a time budget stops mid-epoch)
     steps: int | None = None
-    wall_time_s: float | None = None
+    wall_time_s: float | None = None  # the whole run: data, training, test
     num_parameters: int | None = None
     error: str | None = None  # the last line of the error, for failed jobs
+    # the run's comparable columns (`src.run_columns`), as its HPARAMS row shows them
+    columns: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_trainer(cls, trainer: Any, model: Any, wall_time_s: float) -> "RunSummary":
-        """What a finished `lightning.Trainer` knows about the run of `model` (a `TranslationModule`)."""
+    def from_trainer(
+        cls,
+        trainer: Any,
+        model: Any,
+        wall_time_s: float,
+        metrics: dict[str, Any] | None = None,
+        columns: dict[str, Any] | None = None,
+    ) -> "RunSummary":
+        """What a finished `lightning.Trainer` knows about the run of `model` (a `TranslationModule`), with
+        the metrics and columns a `src.callbacks.run_metrics.RunMetrics` kept."""
+        measured = {name: _finite(value) for name, value in (metrics or {}).items()}
+        measured.setdefault("best_val_bleu", _finite(model.best_bleu))
+        measured.setdefault("test_bleu", _finite(trainer.callback_metrics.get("test/bleu")))
+        if measured.get("best_step") is not None:
+            measured["best_step"] = int(measured["best_step"])
         return cls(
             status="interrupted" if trainer.interrupted else "completed",
-            best_val_bleu=_finite(model.best_bleu),
-            test_bleu=_finite(trainer.callback_metrics.get("test/bleu")),
-            epochs=_epochs(trainer),
+            **measured,
+            epochs=epochs_trained(trainer),
             steps=trainer.global_step,
             wall_time_s=round(wall_time_s, 1),
             num_parameters=sum(p.numel() for p in model.parameters()),
+            columns=dict(columns or {}),
         )
 
     def write(self, run_dir: Path) -> None:
@@ -70,7 +93,7 @@ def read_record(run_dir: Path) -> RunSummary:
         return RunSummary(status="incomplete", error=f"unreadable {SUMMARY_FILE}")
 
 
-def _epochs(trainer: Any) -> float:
+def epochs_trained(trainer: Any) -> float:
     """Training batches seen / batches per epoch; whole epochs when the loader has no length."""
     batches = trainer.num_training_batches
     if not math.isfinite(batches) or batches <= 0:

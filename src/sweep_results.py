@@ -1,8 +1,9 @@
 """The runs of a folder (a multirun, or any folder of runs) side by side: a ranked table and a figure.
 
 Each run is read from its own folder: `.hydra/overrides.yaml` (what was typed), `summary.json` (see
-`src.run_record`: best BLEU, epochs, time, parameters, status) and the TensorBoard event files (the
-`val/bleu` curve). A run that failed or never finished still gets a row.
+`src.run_record`: the run's comparable columns and metrics, as its HPARAMS row in TensorBoard shows them,
+with epochs, time, parameters and status) and the TensorBoard event files (the `val/bleu` curve). A run
+that failed or never finished still gets a row; its columns come from its `.hydra/` files.
 """
 
 import csv
@@ -21,13 +22,13 @@ from matplotlib.figure import Figure  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
 from src.errors import ConfigError  # noqa: E402
+from src.run_columns import METRICS, Column, columns_from_run_folder  # noqa: E402
 from src.run_record import ERROR_FILE, RunSummary, read_record  # noqa: E402
 
 BLEU_TAG = "val/bleu"
-CSV_COLUMNS = [
-    "rank", "job", "overrides", "best_val_bleu", "test_bleu", "epochs", "steps", "wall_time_s",
-    "num_parameters", "status", "error",
-]  # fmt: skip
+# report.csv: these, then each run's comparable columns and metrics (src.run_columns), then the record's rest
+CSV_LEADING = ["rank", "job", "overrides"]
+CSV_TRAILING = ["epochs", "steps", "wall_time_s", "status", "error"]
 
 
 @dataclass
@@ -37,6 +38,7 @@ class RunResult:
     overrides: list[str]
     summary: RunSummary
     curve: list[tuple[int, float]] = field(default_factory=list)  # (training step, validation BLEU)
+    columns: dict[str, Column] = field(default_factory=dict)  # what its HPARAMS row shows (src.run_columns)
 
     @property
     def best_bleu(self) -> float | None:
@@ -65,7 +67,10 @@ def collect_runs(folder: Path) -> list[RunResult]:
 def read_run(run_dir: Path, root: Path) -> RunResult:
     overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text(encoding="utf-8")) or []
     name = str(run_dir.relative_to(root)) if run_dir != root else run_dir.name
-    return RunResult(run_dir, name, [str(o) for o in overrides], read_record(run_dir), bleu_curve(run_dir))
+    summary = read_record(run_dir)
+    # summary.json records the columns a run logged; a run that failed or never finished has its .hydra/ files
+    columns = summary.columns or columns_from_run_folder(run_dir, summary.num_parameters)
+    return RunResult(run_dir, name, [str(o) for o in overrides], summary, bleu_curve(run_dir), columns)
 
 
 def bleu_curve(run_dir: Path) -> list[tuple[int, float]]:
@@ -87,8 +92,9 @@ def varying_overrides(runs: list[RunResult]) -> tuple[list[str], list[list[str]]
 
 def markdown_table(runs: list[RunResult]) -> str:
     common, varying = varying_overrides(runs)
-    lines = ["| rank | job | overrides | best val BLEU | epochs | wall time | parameters | status |"]
-    lines.append("| ---: | --- | --- | ---: | ---: | ---: | ---: | --- |")
+    header = "| rank | job | overrides | best val BLEU | val chrF | test BLEU | best at epoch | epochs "
+    lines = [header + "| wall time | train tokens/s | parameters | status |"]
+    lines.append("| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for rank, (run, overrides) in enumerate(zip(runs, varying, strict=True), start=1):
         s = run.summary
         cells = [
@@ -96,8 +102,12 @@ def markdown_table(runs: list[RunResult]) -> str:
             _job_label(run),
             " ".join(overrides).replace("|", "\\|") or "(none)",
             _fmt(run.best_bleu, "{:.2f}"),
+            _fmt(s.best_val_chrf, "{:.2f}"),
+            _fmt(s.test_bleu, "{:.2f}"),
+            _fmt(s.best_epoch, "{:g}"),
             _fmt(s.epochs, "{:g}"),
             _fmt(s.wall_time_s, _duration),
+            _fmt(s.train_tokens_per_s, "{:,.0f}"),
             _fmt(s.num_parameters, _count),
             s.status,
         ]
@@ -112,19 +122,19 @@ def markdown_table(runs: list[RunResult]) -> str:
 
 
 def write_csv(runs: list[RunResult], path: Path) -> None:
+    """One row per run: rank, job, overrides, the comparable columns (those of all runs, in order), the
+    metrics (`src.run_columns.METRICS`), epochs, steps, wall time, status and error."""
+    columns = list(dict.fromkeys(name for run in runs for name in run.columns))
+    fields = [*CSV_LEADING, *columns, *METRICS, *CSV_TRAILING]
     with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(fields)))
         writer.writeheader()
         for rank, run in enumerate(runs, start=1):
             s = run.summary
-            writer.writerow(
-                {
-                    "rank": rank, "job": run.name, "overrides": " ".join(run.overrides),
-                    "best_val_bleu": run.best_bleu, "test_bleu": s.test_bleu, "epochs": s.epochs,
-                    "steps": s.steps, "wall_time_s": s.wall_time_s, "num_parameters": s.num_parameters,
-                    "status": s.status, "error": s.error,
-                }
-            )  # fmt: skip
+            row = {"rank": rank, "job": run.name, "overrides": " ".join(run.overrides), **run.columns}
+            row.update({name: getattr(s, name) for name in (*METRICS, *CSV_TRAILING)})
+            row["best_val_bleu"] = run.best_bleu
+            writer.writerow(row)
 
 
 def report_figure(runs: list[RunResult]) -> Figure:

@@ -15,12 +15,13 @@ from hydra.utils import instantiate
 from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
 from omegaconf import DictConfig
 
+from src.callbacks.run_metrics import run_metrics_of
 from src.checkpoint import read_checkpoint
 from src.config import register_resolvers, set_matmul_precision, to_plain
 from src.data.codec import Codec
 from src.entry import in_sweep, user_errors_exit
 from src.errors import CheckpointError, ConfigError
-from src.launchers import fit_to_launcher
+from src.launchers import fit_to_launcher, set_job_threads
 from src.run_record import RunSummary
 from src.schema import validate_train_config
 
@@ -33,6 +34,7 @@ def train(cfg: DictConfig) -> float | None:
     validate_train_config(cfg)  # a bad option fails now, before the data is read
     set_matmul_precision(cfg)
     fit_to_launcher(cfg)
+    set_job_threads(cfg)
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(HydraConfig.get().runtime.output_dir)
 
@@ -46,6 +48,7 @@ def train(cfg: DictConfig) -> float | None:
     model = instantiate(cfg.model, codec=datamodule.codec)
     model.run_config = to_plain(cfg)
     callbacks = instantiate_each(cfg.get("callbacks"))
+    run_metrics = run_metrics_of(callbacks)  # the run's columns and metrics, for summary.json and HPARAMS
     loggers = instantiate_each(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     check_launch(trainer)
@@ -63,7 +66,10 @@ def train(cfg: DictConfig) -> float | None:
     if trainer.is_global_zero:
         summarize(trainer, output_dir, model.best_bleu)
         # summary.json: what src.report reads
-        RunSummary.from_trainer(trainer, model, time.monotonic() - started).write(output_dir)
+        summary = RunSummary.from_trainer(
+            trainer, model, time.monotonic() - started, run_metrics.metrics, run_metrics.columns
+        )
+        summary.write(output_dir)
     return None if metric is None else float(metric)
 
 

@@ -1,5 +1,6 @@
 """The watching callbacks, read back with TensorBoard's own reader from short real training runs."""
 
+import json
 import math
 from pathlib import Path
 
@@ -16,10 +17,13 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.util import tensor_util
 
 from src.callbacks.gradient_norms import parameter_parts
+from src.callbacks.run_metrics import RunMetrics
 from src.callbacks.throughput import target_tokens
 from src.callbacks.translation_samples import markdown_table
-from src.data.datamodule import collate
-from tests.conftest import compose_config, run_entry, write_reverse_task
+from src.callbacks.watched import first_distinct_sources
+from src.data.batch import collate
+from src.run_columns import METRICS
+from tests.conftest import compose_config, run_entry, write_reverse_task, write_tsv
 
 K = 2  # watched sentences
 TINY_RNN = (
@@ -59,8 +63,12 @@ CLIP = 0.01
 class Run:
     """A finished training run: its output, its folder and its TensorBoard events."""
 
-    def __init__(self, directory: Path, *overrides: str) -> None:
+    def __init__(
+        self, directory: Path, *overrides: str, valid_pairs: list[tuple[str, str]] | None = None
+    ) -> None:
         task = write_reverse_task(directory)
+        if valid_pairs is not None:
+            write_tsv(task["valid"], valid_pairs)
         self.valid_path = task["valid"]
         with pytest.MonkeyPatch.context() as env:
             env.setenv("OMP_NUM_THREADS", "1")  # a tiny model: more threads only wait on each other
@@ -139,7 +147,7 @@ def test_training_scalars_are_logged_with_finite_values(run: Run):
 @pytest.mark.slow
 def test_validation_scalars_line_up_with_lightnings_steps(run: Run):
     assert len(run.validation_steps) == 2
-    for tag in ("attention/entropy", "attention/coverage", "hp/val_loss"):
+    for tag in ("attention/entropy", "attention/coverage", "hp/best_val_loss"):
         assert run.steps(tag)[-2:] == run.validation_steps, tag
 
 
@@ -179,9 +187,25 @@ def test_parameter_parts_split_a_transformer_into_its_five_parts_without_overlap
 
 
 @pytest.mark.slow
-def test_hparams_metrics_hold_the_best_bleu_and_the_last_validation_loss(run: Run):
-    assert run.values("hp/bleu_best")[-1] == pytest.approx(max(run.values("val/bleu")))
-    assert run.values("hp/val_loss")[-1] == pytest.approx(run.values("val/loss")[-1])
+def test_hparams_metrics_describe_the_validation_with_the_best_bleu(run: Run):
+    bleu = run.values("val/bleu")
+    best = bleu.index(max(bleu))
+    assert run.values("hp/best_val_bleu")[-1] == pytest.approx(bleu[best])
+    assert run.values("hp/best_val_chrf")[-1] == pytest.approx(run.values("val/chrf")[best])
+    assert run.values("hp/best_val_loss")[-1] == pytest.approx(run.values("val/loss")[best])
+    # Lightning logs val/bleu one step below the optimizer steps taken (see src.callbacks.watched)
+    assert run.values("hp/best_step")[-1] == run.validation_steps[best] + 1
+    assert run.values("hp/best_epoch")[-1] == best + 1  # 2 epochs, one validation at the end of each
+
+
+@pytest.mark.slow
+def test_hparams_metrics_hold_the_training_time_and_target_tokens_per_second(run: Run):
+    (time_s,), (per_second,) = run.values("hp/train_time_s")[-1:], run.values("hp/train_tokens_per_s")[-1:]
+    assert 0 < time_s < 600 and per_second > 0
+    summary = json.loads((run.folder / "summary.json").read_text())
+    assert summary["train_time_s"] == pytest.approx(time_s) and summary[
+        "train_tokens_per_s"
+    ] == pytest.approx(per_second)
 
 
 # ------------------------------------------------------------------ images, text, histograms
@@ -207,6 +231,36 @@ def test_translation_samples_are_a_table_of_the_first_validation_sentences(run: 
     assert lines[2].startswith(f"| {first_source} | {first_reference} | ")
 
 
+@pytest.mark.slow
+def test_watched_sentences_are_distinct_sources_when_the_validation_set_repeats_one(tmp_path: Path):
+    pairs = [
+        ("1 2 3", "3 2 1"),
+        ("1 2 3", "3 2 1 ."),
+        ("4 5 6", "6 5 4"),
+        ("4 5 6", "6 5 4 ."),
+        ("7 8 9", "9 8 7"),
+    ]
+    run = Run(tmp_path, *TINY, *SHORT, f"callbacks.translation_samples.num_sentences={K}", valid_pairs=pairs)
+    event = run.events.Tensors("translations/text_summary")[-1]
+    rows = tensor_util.make_ndarray(event.tensor_proto).item().decode().splitlines()[2:]
+    assert [row.split(" | ")[:2] for row in rows] == [["| 1 2 3", "3 2 1"], ["| 4 5 6", "6 5 4"]]
+
+
+def test_testing_the_best_checkpoint_keeps_the_metrics_training_ended_with():
+    # trainer.test(ckpt_path=best) loads the callback state saved with best.ckpt, from earlier in training
+    tracker = RunMetrics()
+    tracker.metrics.update(train_time_s=9.0, best_step=12)
+    tracker.load_state_dict({"metrics": {"train_time_s": 4.0, "best_step": 12}, "tokens": 100.0})
+    tracker.on_test_start(trainer=None, pl_module=None)
+    assert tracker.metrics["train_time_s"] == 9.0 and tracker.state_dict()["tokens"] == 0
+
+
+def test_first_distinct_sources_keep_the_first_reference_of_each():
+    pairs = [("a", "x"), ("a", "y"), ("b", "z"), ("c", "w")]
+    assert first_distinct_sources(pairs, 2) == [("a", "x"), ("b", "z")]
+    assert first_distinct_sources(pairs, 10) == [("a", "x"), ("b", "z"), ("c", "w")]
+
+
 def test_markdown_table_escapes_pipes_in_cells():
     assert markdown_table(("a", "b"), [("x|y", "z")]).splitlines() == [
         "| a | b |",
@@ -223,15 +277,19 @@ def test_weight_and_gradient_histograms_when_switched_on(run: Run):
 
 
 @pytest.mark.slow
-def test_hparams_tab_holds_the_flattened_config_and_the_metric_tags(run: Run):
+def test_hparams_tab_holds_the_runs_columns_and_the_metric_tags(run: Run):
     content = run.events.PluginTagToContent(hparams_metadata.PLUGIN_NAME)
     experiment = hparams_metadata.parse_experiment_plugin_data(content[hparams_metadata.EXPERIMENT_TAG])
-    assert {info.name.tag for info in experiment.metric_infos} == {"hp/bleu_best", "hp/val_loss"}
+    assert [info.name.tag for info in experiment.metric_infos] == [f"hp/{name}" for name in METRICS]
     start = hparams_metadata.parse_session_start_info_plugin_data(
         content[hparams_metadata.SESSION_START_INFO_TAG]
     )
-    assert start.hparams["model/net/embedding_size"].number_value == 16
-    assert start.hparams["attention/_target_"].string_value == "src.models.attention.BahdanauAttention"
+    assert start.hparams["attention"].string_value == "bahdanau"
+    assert start.hparams["model.net.embedding_size"].number_value == 16
+    assert {info.name for info in experiment.hparam_infos} == set(start.hparams)  # a map: no order
+    # summary.json records the same columns, for src.report
+    columns = json.loads((run.folder / "summary.json").read_text())["columns"]
+    assert list(columns) == [info.name for info in experiment.hparam_infos]
 
 
 @pytest.mark.slow

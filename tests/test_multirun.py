@@ -1,13 +1,19 @@
 """Sweeps as a user runs them (`python -m src.train -m ...`), CI-sized: a 2x2 grid with a failing half,
-the joblib and submitit_local launchers, and Optuna searches of 2 trials."""
+a grid read back from TensorBoard's HPARAMS data, the joblib and submitit_local launchers, and Optuna
+searches of 2 trials."""
 
 import csv
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from google.protobuf import json_format
+from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
+from tensorboard.plugins.hparams import api_pb2
+from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from src.report import report
 from tests.conftest import run_entry, write_tsv
@@ -119,6 +125,88 @@ def test_report_on_the_multirun_ranks_every_job(grid: Path, tmp_path: Path):
     rows = list(csv.DictReader(csv_path.open()))
     assert [row["status"] for row in rows] == ["completed", "completed", "failed", "failed"]
     assert all("must be odd" in row["error"] for row in rows[2:])
+
+
+@pytest.fixture(scope="module")
+def attention_grid(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`attention=bahdanau,none`: two jobs, each its own TensorBoard run with an HPARAMS session."""
+    return sweep(tmp_path_factory.mktemp("attention_grid"), "attention=bahdanau,none", *SHORT)
+
+
+def hparams_session(job: Path) -> tuple[api_pb2.Experiment, dict[str, Any], dict[str, float]]:
+    """The job's HPARAMS data from its event file: the experiment (columns and metric tags it declares),
+    the session's column values and the last value of each metric."""
+    events = EventAccumulator(str(job / "tensorboard"), size_guidance={SCALARS: 0})
+    events.Reload()
+    content = events.PluginTagToContent(hparams_metadata.PLUGIN_NAME)
+    experiment = hparams_metadata.parse_experiment_plugin_data(content[hparams_metadata.EXPERIMENT_TAG])
+    start = hparams_metadata.parse_session_start_info_plugin_data(
+        content[hparams_metadata.SESSION_START_INFO_TAG]
+    )
+    values = {name: json_format.MessageToDict(value) for name, value in start.hparams.items()}
+    metrics = {
+        info.name.tag: events.Scalars(info.name.tag)[-1].value
+        for info in experiment.metric_infos
+        if info.name.tag in events.Tags()[SCALARS]
+    }
+    return experiment, values, metrics
+
+
+def test_hparams_columns_name_each_jobs_attention_as_a_string(attention_grid: Path):
+    attentions = []
+    for job in jobs(attention_grid):
+        experiment, values, _ = hparams_session(job)
+        (attention,) = [info for info in experiment.hparam_infos if info.name == "attention"]
+        assert attention.type == api_pb2.DATA_TYPE_STRING
+        attentions.append(values["attention"])
+        assert f"attention={values['attention']}" in job.name
+    assert attentions == ["bahdanau", "none"]
+
+
+def test_hparams_columns_hold_no_hydra_plumbing(attention_grid: Path):
+    for job in jobs(attention_grid):
+        experiment, values, _ = hparams_session(job)
+        names = [info.name for info in experiment.hparam_infos]
+        assert set(names) == set(values)
+        assert not [name for name in names if "_target_" in name or "_partial_" in name]
+        assert not [name for name in names if name.startswith(("callbacks", "logger", "paths", "hydra"))]
+        assert values["trainer.max_epochs"] == 1  # an override, a number
+        assert values["encoder.hidden_size"] == 32  # a curated setting
+
+
+def test_hparams_marks_the_column_the_grid_varies_so_tensorboard_lists_it_first(attention_grid: Path):
+    for job in jobs(attention_grid):
+        experiment, _, _ = hparams_session(job)
+        assert [info.name for info in experiment.hparam_infos if info.differs] == ["attention"]
+
+
+def test_hparams_metrics_include_the_best_bleu_and_the_training_speed(attention_grid: Path):
+    for job in jobs(attention_grid):
+        experiment, _, metrics = hparams_session(job)
+        assert {info.name.tag for info in experiment.metric_infos} >= {"hp/best_val_bleu", "hp/best_val_chrf",
+                                                                      "hp/test_bleu", "hp/train_tokens_per_s"}  # fmt: skip
+        assert metrics["hp/best_val_bleu"] == pytest.approx(summary(job)["best_val_bleu"])
+        assert metrics["hp/best_epoch"] == 1.0 and metrics["hp/train_tokens_per_s"] > 0
+        assert "hp/test_bleu" not in metrics  # test=false: declared, never measured
+
+
+def test_report_shows_the_columns_and_metrics_hparams_shows(attention_grid: Path, tmp_path: Path):
+    _, csv_path, _ = report(attention_grid, tmp_path)
+    rows = {row["job"]: row for row in csv.DictReader(csv_path.open())}
+    for job in jobs(attention_grid):
+        _, values, metrics = hparams_session(job)
+        row = rows[job.name]
+        assert {name: _typed(row[name]) for name in values} == values
+        assert float(row["best_val_bleu"]) == pytest.approx(metrics["hp/best_val_bleu"])
+        assert float(row["train_tokens_per_s"]) == pytest.approx(metrics["hp/train_tokens_per_s"])
+
+
+def _typed(cell: str) -> str | float:
+    """A report.csv cell as HPARAMS holds it: a number (a double), else the string."""
+    try:
+        return float(cell)
+    except ValueError:
+        return cell
 
 
 def test_joblib_launcher_runs_jobs_without_dataloader_workers(tmp_path: Path):

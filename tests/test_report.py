@@ -7,10 +7,12 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+from omegaconf import OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 from src.errors import ConfigError
 from src.report import main, report
+from src.run_columns import METRICS
 from src.run_record import RunSummary, write_failure
 from src.sweep_results import collect_runs, markdown_table
 
@@ -80,6 +82,46 @@ def test_report_writes_markdown_csv_and_figure(sweep: Path, tmp_path: Path):
     assert float(rows[0]["best_val_bleu"]) == 20.0 and rows[0]["num_parameters"] == "1234567"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert md.read_text().startswith("| rank | job | overrides |")
+
+
+def test_csv_holds_the_columns_and_metrics_each_run_recorded_for_hparams(tmp_path: Path):
+    columns = {
+        "attention": "bahdanau",
+        "encoder": "lstm",
+        "model.optimizer.lr": 0.001,
+        "num_parameters": 5000,
+    }
+    summary = RunSummary("completed", best_val_bleu=21.5, best_val_chrf=40.2, best_step=300, best_epoch=3.0,
+                         train_tokens_per_s=1234.5, num_parameters=5000, columns=columns)  # fmt: skip
+    make_run(tmp_path / "runs" / "0", ["attention=bahdanau"], [21.5], summary)
+    _, csv_path, _ = report(tmp_path / "runs", tmp_path / "out")
+    (row,) = list(csv.DictReader(csv_path.open()))
+    names = list(row)
+    assert names[:3] == ["rank", "job", "overrides"] and names[3:7] == list(columns)
+    assert names[7:16] == list(METRICS)
+    assert (row["attention"], row["model.optimizer.lr"], row["best_val_chrf"]) == (
+        "bahdanau",
+        "0.001",
+        "40.2",
+    )
+    table = markdown_table(collect_runs(tmp_path / "runs"))
+    assert "| 21.50 | 40.20 | – | 3 |" in table and "| 1,234 |" in table  # BLEU, chrF, no test, best epoch
+
+
+def test_a_run_without_recorded_columns_gets_them_from_its_hydra_files(tmp_path: Path):
+    run = make_run(
+        tmp_path / "runs" / "0_attention=luong_dot",
+        ["attention=luong_dot", "model.optimizer.lr=0.01"],
+        [],
+        None,
+    )
+    write_failure(run, ConfigError("luong_dot needs equal sizes"), 1.0, user_error=True)
+    OmegaConf.save({"model": {"optimizer": {"lr": 0.01}}, "seed": 7}, run / ".hydra" / "config.yaml")
+    hydra = {"runtime": {"choices": {"attention": "luong_dot", "paths": "default"}},
+             "overrides": {"task": ["attention=luong_dot", "model.optimizer.lr=0.01"]}}  # fmt: skip
+    OmegaConf.save({"hydra": hydra}, run / ".hydra" / "hydra.yaml")
+    (result,) = collect_runs(tmp_path / "runs")
+    assert result.columns == {"attention": "luong_dot", "model.optimizer.lr": 0.01, "seed": 7}
 
 
 def test_a_folder_without_runs_is_a_user_error(tmp_path: Path, capsys):

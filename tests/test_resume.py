@@ -2,6 +2,7 @@
 uninterrupted run logs (dropout on: the random generators are restored too); the same seed gives the same
 metrics."""
 
+import json
 import signal
 from pathlib import Path
 
@@ -89,6 +90,26 @@ def test_interrupted_run_resumes_exactly(task, straight, tmp_path, signal_handle
     last = tmp_path / "first" / "run" / "checkpoints" / "last.ckpt"
     resumed = record_run(task, tmp_path / "resumed", *overrides, f"ckpt_path={last}")
     assert_same_records(first + resumed, expected)
+
+
+@pytest.mark.slow
+def test_a_resumed_run_keeps_the_best_validation_of_its_first_part(task, tmp_path, signal_handlers):
+    # stopped at step 8, after the validation at step 6 (the end of the first epoch): the resumed part runs
+    # no validation of its own, so its best validation is the one its checkpoint carried over
+    ctrl_c = ("+callbacks.ctrl_c._target_=tests.tiny_runs.SignalAt", "+callbacks.ctrl_c.step=8",
+              f"+callbacks.ctrl_c.signum={int(signal.SIGINT)}")  # fmt: skip
+    with pytest.raises(SystemExit):
+        record_run(task, tmp_path / "first", *ctrl_c)
+    record_run(
+        task, tmp_path / "resumed", f"ckpt_path={tmp_path / 'first' / 'run' / 'checkpoints' / 'last.ckpt'}"
+    )
+    resumed = json.loads((tmp_path / "resumed" / "run" / "summary.json").read_text())
+    record_run(task, tmp_path / "straight")
+    expected = json.loads((tmp_path / "straight" / "run" / "summary.json").read_text())
+    best = ("best_val_bleu", "best_val_chrf", "best_step", "best_epoch")
+    assert expected["best_step"] == 6  # the one validation: the resumed part has none of its own
+    assert {key: resumed[key] for key in best} == {key: expected[key] for key in best}
+    assert resumed["train_time_s"] > 0 and resumed["train_tokens_per_s"] > 0
 
 
 def test_loader_position_counts_the_batches_trained_not_those_prefetched(task):

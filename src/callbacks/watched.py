@@ -51,15 +51,26 @@ def log_scalars(trainer: L.Trainer, scalars: dict[str, float]) -> None:
 
 
 def translate_watched(trainer: L.Trainer, module: L.LightningModule, n: int) -> list[WatchedSentence]:
-    """The first `n` pairs of the validation split, translated now by the module's translator.
+    """The first `n` distinct sources of the validation split, translated now by the module's translator.
 
     The same sentences at every validation and on any number of ranks: the datamodule holds the whole
     split (its sampler shards the batches, not the dataset).
     """
     dataset = trainer.datamodule.datasets.get("valid")
-    pairs = dataset.pairs[:n] if dataset is not None else []
+    pairs = first_distinct_sources(dataset.pairs, n) if dataset is not None else []
     nbests = module.translator.translate([source for source, _ in pairs])
     return [
         WatchedSentence(source, reference, nbest[0])
         for (source, reference), nbest in zip(pairs, nbests, strict=True)
     ]
+
+
+def first_distinct_sources(pairs: list[tuple[str, str]], n: int) -> list[tuple[str, str]]:
+    """The first `n` pairs with distinct sources: a source with several references (Tatoeba has many) is
+    watched once, beside its first reference."""
+    first: dict[str, str] = {}
+    for source, reference in pairs:
+        if len(first) == n:
+            break
+        first.setdefault(source, reference)
+    return list(first.items())

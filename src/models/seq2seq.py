@@ -159,6 +159,18 @@ class Seq2Seq(nn.Module):
         attn_weights = None if weights[0] is None else torch.cat(weights, dim=2)
         return torch.cat(steps, dim=1), attn_weights
 
+    def forward_embedded(
+        self, src_emb: Tensor, src_len: Tensor, mask: Tensor, tgt_in: Tensor
+    ) -> tuple[Tensor, Tensor | None]:
+        """`forward` with teacher forcing, from the source embeddings instead of the source ids, so that
+        gradients can be taken with respect to them (gradient attribution, `src.attribution`):
+        src_emb `[batch, src_len, emb]` (what `src_embedding(src)` returns), src_len `[batch]`, mask
+        `[batch, src_len]` (True = real token: `src != pad_id`), tgt_in `[batch, tgt_len]` ->
+        (logits `[batch, tgt_len, tgt_vocab]`, attn_weights `[batch, heads, tgt_len, src_len]` or None)."""
+        cache, state = self.start_decoding(self.encoder(self.embedding_dropout(src_emb), src_len, mask))
+        logits, attn_weights, _ = self._decode(tgt_in, cache, state)
+        return logits, attn_weights
+
     def attention_by_layer(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> Tensor | None:
         """The cross-attention of every decoder layer, with the reference fed in (teacher forcing):
         src `[batch, src_len]`, src_len `[batch]`, tgt_in `[batch, tgt_len]` (<bos> y) ->
