@@ -1,10 +1,12 @@
-"""Hydra glue shared by the entry points: resolvers and the config-as-plain-data helpers."""
+"""Hydra glue shared by the entry points: resolvers, the config-as-plain-data helpers, the float32 matmul
+precision, and building every entry of a config group (callbacks, loggers)."""
 
 import re
 from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.errors import ConfigError
@@ -55,3 +57,10 @@ def set_matmul_precision(cfg: DictConfig) -> None:
             "(highest: plain float32 arithmetic)."
         )
     torch.set_float32_matmul_precision(precision)
+
+
+def instantiate_each(group: DictConfig | None) -> list:
+    """Instantiate every entry of a config group (callbacks, loggers); `null` entries are switched off."""
+    if not group:
+        return []
+    return [instantiate(node) for node in group.values() if node is not None and "_target_" in node]

@@ -38,6 +38,8 @@ class RunSummary:
     error: str | None = None  # the last line of the error, for failed jobs
     # the run's comparable columns (`src.run_columns`), as its HPARAMS row shows them
     columns: dict[str, Any] = field(default_factory=dict)
+    # the test scores per source-length bucket (`src.metrics.ScoresByLength`; model.length_buckets)
+    test_by_length: list[dict[str, Any]] | None = None
 
     @classmethod
     def from_trainer(
@@ -63,6 +65,7 @@ class RunSummary:
             wall_time_s=round(wall_time_s, 1),
             num_parameters=sum(p.numel() for p in model.parameters()),
             columns=dict(columns or {}),
+            test_by_length=getattr(model, "test_by_length", None),
         )
 
     def write(self, run_dir: Path) -> None:

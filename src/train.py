@@ -12,16 +12,16 @@ import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
 from omegaconf import DictConfig
 
 from src.callbacks.run_metrics import run_metrics_of
 from src.checkpoint import read_checkpoint
-from src.config import register_resolvers, set_matmul_precision, to_plain
+from src.config import instantiate_each, register_resolvers, set_matmul_precision, to_plain
 from src.data.codec import Codec
 from src.entry import in_sweep, user_errors_exit
 from src.errors import CheckpointError, ConfigError
 from src.launchers import fit_to_launcher, set_job_threads
+from src.lightning_compat import starts_processes_by_rerunning_the_command
 from src.run_record import RunSummary
 from src.schema import validate_train_config
 
@@ -73,23 +73,11 @@ def train(cfg: DictConfig) -> float | None:
     return None if metric is None else float(metric)
 
 
-def instantiate_each(group: DictConfig | None) -> list:
-    """Instantiate every entry of a config group (callbacks, loggers); `null` entries are switched off."""
-    if not group:
-        return []
-    return [instantiate(node) for node in group.values() if node is not None and "_target_" in node]
-
-
 def check_launch(trainer: L.Trainer) -> None:
     """Refuse a sweep job whose DDP processes Lightning would start by re-running the command line: each of
     them would re-run the whole sweep."""
     launcher = trainer.strategy.launcher
-    if (
-        in_sweep()
-        and isinstance(launcher, _SubprocessScriptLauncher)
-        and launcher.num_processes > 1
-        and not launcher.cluster_environment.creates_processes_externally
-    ):
+    if in_sweep() and starts_processes_by_rerunning_the_command(launcher):
         raise ConfigError(
             f"trainer.devices={launcher.num_processes} with DDP cannot run inside a -m sweep on this launcher: "
             "Lightning starts the extra processes by re-running the command line, which would re-run the "

@@ -161,7 +161,9 @@ def test_validation_scores_on_two_ddp_processes_equal_one_process(tiny_checkpoin
         )  # fmt: skip
         results.append(json.loads(out.read_text()))
     single, ddp = results
-    assert single["texts_on_rank_0"] == 100 and 0 < ddp["texts_on_rank_0"] < 100  # each rank decoded its share
+    assert (
+        single["texts_on_rank_0"] == 100 and 0 < ddp["texts_on_rank_0"] < 100
+    )  # each rank decoded its share
     assert single["val/bleu"] > 5
     for key in ("val/bleu", "val/chrf", "val/loss", "val/exact_match", "val/token_accuracy"):
         assert ddp[key] == pytest.approx(single[key], rel=1e-5), key

@@ -25,3 +25,7 @@ def test_inference_commands_do_not_import_the_lightning_data_module():
     loaded = imported_modules(*INFERENCE_COMMANDS)
     assert "src.data.batch" in loaded
     assert "src.data.datamodule" not in loaded
+
+
+def test_the_benchmark_does_not_import_the_train_entry_point():
+    assert "src.train" not in imported_modules("src.bench")

@@ -15,9 +15,9 @@ import torch
 from hydra.utils import instantiate
 
 from src.checkpoint import read_checkpoint
+from src.config import instantiate_each
 from src.errors import TrainingError
 from src.lit_module import TranslationModule
-from src.train import instantiate_each
 from tests.conftest import TINY_MODEL, compose_config, run_entry, write_tsv
 
 STEPS_PER_EPOCH = 4  # 64 training pairs, batches of 16

@@ -22,12 +22,11 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, open_dict
 
 from src.callbacks.throughput import target_tokens
-from src.config import to_plain
+from src.config import instantiate_each, to_plain
 from src.data.batch import Batch
 from src.data.datamodule import TranslationDataModule
 from src.lit_module import TranslationModule
 from src.losses import token_nll
-from src.train import instantiate_each
 
 # callbacks that need validation or write checkpoints: a speed measurement runs neither
 NO_VALIDATION_CALLBACKS = ("model_checkpoint", "last_checkpoint", "early_stopping")

@@ -12,6 +12,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.tensorboard import SummaryWriter
 
 from src.decoding import Hypothesis
+from src.lightning_compat import batches_that_stepped
 
 
 @dataclass
@@ -33,7 +34,7 @@ def logging_step(trainer: L.Trainer) -> int:
     validation runs before the batch that triggered it is counted, so `val/bleu` lands one step below
     `global_step`. Lightning's own `LearningRateMonitor` and `DeviceStatsMonitor` read this counter.
     """
-    return trainer.fit_loop.epoch_loop._batches_that_stepped
+    return batches_that_stepped(trainer)
 
 
 def summary_writer(trainer: L.Trainer) -> SummaryWriter | None:
