@@ -35,7 +35,7 @@ from src.attribution import (
     require_captum,
     summarize,
 )
-from src.checkpoint import AtomicCheckpointIO, load_translator, read_checkpoint
+from src.checkpoint import AtomicCheckpointIO, load_translator, read_checkpoint, trained_test_path
 from src.config import register_resolvers
 from src.data.tsv import read_parallel_tsv
 from src.data.vocab import EOS, UNK_ID
@@ -80,7 +80,7 @@ def analyze_heads(cfg: DictConfig) -> dict[str, Any]:
     translator, train_config = load_translator(cfg)
     net = translator.net
     check_has_heads(net)
-    test_path = cfg.data.test_path or _trained_test_path(train_config)
+    test_path = cfg.data.test_path or trained_test_path(train_config)
     pairs = read_parallel_tsv(test_path, option="data.test_path").pairs
     bleu_tokenize = cfg.bleu_tokenize or train_config.get("model", {}).get("bleu_tokenize", "13a")
     if bleu_tokenize not in BLEU.TOKENIZERS:
@@ -141,7 +141,7 @@ def analyze_attribution(cfg: DictConfig) -> dict[str, Any]:
     require_captum()
     translator, train_config = load_translator(cfg)
     codec, net = translator.codec, translator.net
-    test_path = cfg.data.test_path or _trained_test_path(train_config)
+    test_path = cfg.data.test_path or trained_test_path(train_config)
     sources = [source for source, _ in read_parallel_tsv(test_path, option="data.test_path").pairs]
     sources = [source for source in sources[: options["max_sentences"]] if translator.encode(source)]
     if not sources:
@@ -345,16 +345,6 @@ def _check_attribution_options(cfg: DictConfig) -> dict[str, Any]:
             "int8=true: attribution takes gradients, which int8 layers do not have; use int8=false."
         )
     return options
-
-
-def _trained_test_path(train_config: dict[str, Any]) -> str:
-    test_path = train_config.get("data", {}).get("test_path")
-    if not test_path:
-        raise ConfigError(
-            "data.test_path is missing and the checkpoint's training run had no test file: "
-            "name a source<TAB>reference file, e.g. data.test_path=data/sample/test.tsv"
-        )
-    return test_path
 
 
 def _summarize(result: dict[str, Any], importance: HeadImportance, output_dir: Path) -> None:

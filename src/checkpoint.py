@@ -153,6 +153,17 @@ def load_translator(cfg: DictConfig) -> tuple[Translator, dict[str, Any]]:
     return translator, loaded.config
 
 
+def trained_test_path(train_config: dict[str, Any]) -> str:
+    """The test file of the run that trained the model (from its checkpoint's config), when it had one."""
+    test_path = train_config.get("data", {}).get("test_path")
+    if not test_path:
+        raise ConfigError(
+            "data.test_path is missing and the checkpoint's training run had no test file: "
+            "name a source<TAB>reference file, e.g. data.test_path=data/sample/test.tsv"
+        )
+    return test_path
+
+
 def check_inference_options(cfg: DictConfig) -> None:
     """Check the options of the `inference` group (conf/inference/) and apply the matmul precision: the one
     place every command that runs a trained model checks them."""

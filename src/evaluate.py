@@ -17,7 +17,7 @@ import hydra
 from omegaconf import DictConfig
 from sacrebleu.metrics import BLEU
 
-from src.checkpoint import load_translator
+from src.checkpoint import load_translator, trained_test_path
 from src.config import register_resolvers
 from src.data.tsv import read_parallel_tsv
 from src.decoding.hypothesis import Hypothesis
@@ -33,7 +33,7 @@ register_resolvers()
 
 def evaluate(cfg: DictConfig) -> float:
     translator, train_config = load_translator(cfg)
-    test_path = cfg.data.test_path or _trained_test_path(train_config)
+    test_path = cfg.data.test_path or trained_test_path(train_config)
     bleu_tokenize = cfg.bleu_tokenize or train_config.get("model", {}).get("bleu_tokenize", "13a")
     if bleu_tokenize not in BLEU.TOKENIZERS:
         raise ConfigError(
@@ -121,17 +121,6 @@ def score_translations(
         reference_tokens=reference_tokens,
     )
     return ScoredTranslations(best, hypotheses, bleu_references, scores, by_length)
-
-
-def _trained_test_path(train_config: dict[str, Any]) -> str:
-    """The test file of the run that trained the model, when it had one."""
-    test_path = train_config.get("data", {}).get("test_path")
-    if not test_path:
-        raise ConfigError(
-            "data.test_path is missing and the checkpoint's training run had no test file: "
-            "name a source<TAB>reference file, e.g. data.test_path=data/sample/test.tsv"
-        )
-    return test_path
 
 
 def length_table(rows: list[dict[str, Any]]) -> str:

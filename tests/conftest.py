@@ -83,28 +83,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
     {"ckpt": its best.ckpt, "train" / "valid" / "test": the data it was trained on}.
     """
     directory = tmp_path_factory.mktemp("tiny_checkpoint")
-    task = write_reverse_task(directory)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("OMP_NUM_THREADS", "1")  # tiny matrices: more threads only add overhead
-        result = run_entry(
-            "src.train",
-            f"data.train_path={task['train']}",
-            f"data.valid_path={task['valid']}",
-            f"data.test_path={task['test']}",
-            *TINY_MODEL,
-            "model.optimizer.lr=0.01",
-            "trainer.max_epochs=3",
-            "trainer.accelerator=cpu",
-            "test=false",
-            "~logger",
-            "~callbacks.lr_monitor",
-            "~callbacks.progress_bar",
-            "+trainer.enable_progress_bar=false",
-            f"paths.log_dir={directory / 'outputs'}",
-        )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    (ckpt,) = (directory / "outputs").glob("train/runs/*/checkpoints/best.ckpt")
-    return {"ckpt": ckpt, **task}
+    return train_tiny_checkpoint(directory, TINY_MODEL)
 
 
 @pytest.fixture(autouse=True)
@@ -155,15 +134,23 @@ def tiny_transformer_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> dic
     """A `TINY_TRANSFORMER` trained for 3 epochs on the reverse task: {"ckpt": its best.ckpt, "train" /
     "valid" / "test": the data}."""
     directory = tmp_path_factory.mktemp("tiny_transformer_checkpoint")
+    return train_tiny_checkpoint(directory, TINY_TRANSFORMER)
+
+
+def train_tiny_checkpoint(directory: Path, model: tuple[str, ...]) -> dict[str, Path]:
+    """Train `model` (overrides) for 3 epochs on the reverse task in `directory`, as a user would.
+
+    {"ckpt": its best.ckpt, "train" / "valid" / "test": the data it was trained on}.
+    """
     task = write_reverse_task(directory)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("OMP_NUM_THREADS", "1")
+        patch.setenv("OMP_NUM_THREADS", "1")  # tiny matrices: more threads only add overhead
         result = run_entry(
             "src.train",
             f"data.train_path={task['train']}",
             f"data.valid_path={task['valid']}",
             f"data.test_path={task['test']}",
-            *TINY_TRANSFORMER,
+            *model,
             "model.optimizer.lr=0.01",
             "trainer.max_epochs=3",
             "trainer.accelerator=cpu",
