@@ -36,6 +36,7 @@ from src.attribution import (
     summarize,
 )
 from src.checkpoint import AtomicCheckpointIO, load_translator, read_checkpoint, trained_test_path
+from src.checks import is_int
 from src.config import register_resolvers
 from src.data.tsv import read_parallel_tsv
 from src.data.vocab import EOS, UNK_ID
@@ -330,10 +331,10 @@ def _check_attribution_options(cfg: DictConfig) -> dict[str, Any]:
     options = OmegaConf.to_container(cfg.attribution, resolve=True)
     for key in ("max_sentences", "ig_steps"):
         value = options[key]
-        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        if not is_int(value, 1):
             raise ConfigError(f"attribution.{key}={value} must be an integer >= 1.")
     example = options["example"]
-    if not (isinstance(example, int) and not isinstance(example, bool) and example >= 0):
+    if not is_int(example, 0):
         raise ConfigError(f"attribution.example={example} must be an integer >= 0 (a sentence index).")
     methods = options["methods"]
     if not methods or any(method not in METHODS for method in methods):

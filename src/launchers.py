@@ -8,6 +8,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from src.checks import is_int
 from src.errors import ConfigError
 
 log = logging.getLogger("seq2seq-lab")
@@ -63,7 +64,7 @@ def job_threads(threads: Any, launcher: Any | None = None) -> int:
         if os.environ.get("OMP_NUM_THREADS", "").isdigit():
             return max(1, int(os.environ["OMP_NUM_THREADS"]))
         return max(1, available_cores() // concurrent_jobs(launcher))
-    if isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1:
+    if is_int(threads, 1):
         return threads
     raise ConfigError(f"threads={threads!r} is invalid: use auto or an integer >= 1.")
 

@@ -24,6 +24,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from src.checks import is_int
 from src.entry import user_error_cause
 from src.errors import ConfigError
 from src.hardware import check_precision
@@ -35,16 +36,12 @@ _ABSENT = object()
 _DRY_VOCAB_SIZE = 8
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _int_at_least(minimum: int) -> Callable[[Any], bool]:
-    return lambda value: _is_int(value) and value >= minimum
+    return lambda value: is_int(value) and value >= minimum
 
 
 def _number_in(low: float, high: float, *, high_inclusive: bool = False) -> Callable[[Any], bool]:
@@ -141,11 +138,11 @@ def check_guided_alignment(cfg: DictConfig) -> None:
 def check_positions(cfg: DictConfig) -> None:
     """Position tables must hold the longest training sentence (data.max_len tokens, plus <bos>)."""
     max_len = OmegaConf.select(cfg, "data.max_len", default=None)
-    if not _is_int(max_len):
+    if not is_int(max_len):
         return
     for group in ("encoder", "decoder"):
         max_positions = OmegaConf.select(cfg, f"{group}.max_positions", default=None)
-        if _is_int(max_positions) and max_positions < max_len + 1:
+        if is_int(max_positions) and max_positions < max_len + 1:
             raise ConfigError(
                 f"{group}.max_positions={max_positions} is too small for data.max_len={max_len} "
                 f"(sentences of up to {max_len} tokens plus <bos>); raise {group}.max_positions to at "

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from src.alignment import read_pharaoh
+from src.checks import is_int
 from src.data.batch import Batch, Example, collate
 from src.data.codec import Codec
 from src.data.sampler import BATCH_BY_CHOICES, BucketBatchSampler
@@ -411,30 +412,30 @@ def _validate(args: dict[str, Any]) -> None:
             args["tgt_tokenizer"] is None or isinstance(args["tgt_tokenizer"], Tokenizer),
             "null or a tokenizer config with a _target_",
         ),
-        ("src_min_freq", _is_int(args["src_min_freq"], 1), "an integer >= 1"),
-        ("tgt_min_freq", _is_int(args["tgt_min_freq"], 1), "an integer >= 1"),
+        ("src_min_freq", is_int(args["src_min_freq"], 1), "an integer >= 1"),
+        ("tgt_min_freq", is_int(args["tgt_min_freq"], 1), "an integer >= 1"),
         (
             "src_max_size",
-            args["src_max_size"] is None or _is_int(args["src_max_size"], 0),
+            args["src_max_size"] is None or is_int(args["src_max_size"], 0),
             "null or an integer >= 0",
         ),
         (
             "tgt_max_size",
-            args["tgt_max_size"] is None or _is_int(args["tgt_max_size"], 0),
+            args["tgt_max_size"] is None or is_int(args["tgt_max_size"], 0),
             "null or an integer >= 0",
         ),
-        ("max_len", args["max_len"] is None or _is_int(args["max_len"], 1), "null or an integer >= 1"),
-        ("batch_size", _is_int(args["batch_size"], 1), "an integer >= 1"),
+        ("max_len", args["max_len"] is None or is_int(args["max_len"], 1), "null or an integer >= 1"),
+        ("batch_size", is_int(args["batch_size"], 1), "an integer >= 1"),
         ("batch_by", args["batch_by"] in BATCH_BY_CHOICES, f"one of {list(BATCH_BY_CHOICES)}"),
-        ("pool_factor", _is_int(args["pool_factor"], 1), "an integer >= 1"),
+        ("pool_factor", is_int(args["pool_factor"], 1), "an integer >= 1"),
         (
             "eval_batch_size",
-            args["eval_batch_size"] is None or _is_int(args["eval_batch_size"], 1),
+            args["eval_batch_size"] is None or is_int(args["eval_batch_size"], 1),
             "null or an integer >= 1",
         ),
-        ("num_workers", _is_int(args["num_workers"], 0), "an integer >= 0"),
+        ("num_workers", is_int(args["num_workers"], 0), "an integer >= 0"),
         ("on_bad_line", args["on_bad_line"] in ON_BAD_LINE_CHOICES, f"one of {list(ON_BAD_LINE_CHOICES)}"),
-        ("seed", _is_int(args["seed"], 0), "an integer >= 0"),
+        ("seed", is_int(args["seed"], 0), "an integer >= 0"),
         (
             "alignments_path",
             args["alignments_path"] is None or isinstance(args["alignments_path"], str),
@@ -445,7 +446,3 @@ def _validate(args: dict[str, Any]) -> None:
         if not ok:
             shown = type(args[name]).__name__ if name.endswith("tokenizer") else repr(args[name])
             raise ConfigError(f"data.{name} must be {expected}, got {shown}.")
-
-
-def _is_int(value: Any, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum

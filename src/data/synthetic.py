@@ -24,6 +24,7 @@ import string
 from pathlib import Path
 from typing import Any
 
+from src.checks import is_int
 from src.data.datamodule import TranslationDataModule
 from src.data.tokenizers import WordTokenizer
 from src.errors import ConfigError
@@ -96,14 +97,10 @@ def generate_task(
 def _check(task: str, num_symbols: Any, train_lengths: Any, test_lengths: Any, sizes: dict[str, Any]) -> None:
     if task not in TASKS:
         raise ConfigError(f"data.task={task!r} is invalid: use one of {', '.join(TASKS)}.")
-    if not isinstance(num_symbols, int) or num_symbols < 2:
+    if not is_int(num_symbols, 2):
         raise ConfigError(f"data.num_symbols must be an integer >= 2, got {num_symbols!r}.")
     for name, value in (("train_lengths", train_lengths), ("test_lengths", test_lengths)):
-        if (
-            len(value) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-            or not 1 <= value[0] <= value[1]
-        ):
+        if len(value) != 2 or not all(is_int(v) for v in value) or not 1 <= value[0] <= value[1]:
             raise ConfigError(
                 f"data.{name} must be [shortest, longest] with 1 <= shortest <= longest, got {value}."
             )
@@ -113,7 +110,7 @@ def _check(task: str, num_symbols: Any, train_lengths: Any, test_lengths: Any, s
                 f"{value[1]} (it is {num_symbols})."
             )
     for name, value in sizes.items():
-        if not isinstance(value, int) or value < (1 if name == "train_size" else 0):
+        if not is_int(value, 1 if name == "train_size" else 0):
             raise ConfigError(f"data.{name} must be a non-negative integer (train_size >= 1), got {value!r}.")
 
 

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from src.checks import is_int
 from src.decoding.beam_search import beam_search
 from src.decoding.greedy import greedy_search
 from src.decoding.hypothesis import Hypothesis
@@ -35,18 +36,16 @@ class SequenceGenerator:
     max_len_b: int = 10
 
     def __post_init__(self) -> None:
+        _check(is_int(self.beam_size) and self.beam_size >= 1, "beam_size", self.beam_size, "an integer >= 1")
         _check(
-            _is_int(self.beam_size) and self.beam_size >= 1, "beam_size", self.beam_size, "an integer >= 1"
-        )
-        _check(
-            _is_int(self.n_best) and 1 <= self.n_best <= self.beam_size,
+            is_int(self.n_best) and 1 <= self.n_best <= self.beam_size,
             "n_best",
             self.n_best,
             f"an integer between 1 and decode.beam_size={self.beam_size}",
         )
         _check(self.length_penalty >= 0, "length_penalty", self.length_penalty, ">= 0 (0 turns it off)")
         _check(self.coverage_penalty >= 0, "coverage_penalty", self.coverage_penalty, ">= 0 (0 turns it off)")
-        _check(_is_int(self.min_len) and self.min_len >= 0, "min_len", self.min_len, "an integer >= 0")
+        _check(is_int(self.min_len) and self.min_len >= 0, "min_len", self.min_len, "an integer >= 0")
         _check(self.max_len_a >= 0, "max_len_a", self.max_len_a, ">= 0")
         for name in ("length_penalty", "coverage_penalty"):  # they rank the hypotheses of a beam
             value = getattr(self, name)
@@ -59,7 +58,7 @@ class SequenceGenerator:
             )
         lowest_b = 1 if self.max_len_a == 0 else 0
         _check(
-            _is_int(self.max_len_b) and self.max_len_b >= lowest_b,
+            is_int(self.max_len_b) and self.max_len_b >= lowest_b,
             "max_len_b",
             self.max_len_b,
             "an integer >= 1 when decode.max_len_a=0" if lowest_b else "an integer >= 0",
@@ -81,10 +80,6 @@ class SequenceGenerator:
             max_len_a=self.max_len_a,
             max_len_b=self.max_len_b,
         )
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check(valid: bool, option: str, value: object, valid_range: str) -> None:
