@@ -9,6 +9,7 @@ tokens, columns source tokens. With several heads the figure shows their mean fi
 
 import math
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -40,21 +41,12 @@ def attention_figure(
         panels += [(f"head {h}", weights[h]) for h in range(heads)]
     columns = min(len(panels), MAX_HEAD_COLUMNS)
     rows = math.ceil(len(panels) / columns)
-    cell = 0.35
-    width = max(4.0, cell * src_len + 2.0) * columns
-    height = max(3.0, cell * tgt_len + 1.5) * rows
-    figure, axes = plt.subplots(rows, columns, figsize=(width, height), squeeze=False)
+    width, height = heatmap_size(src_len, tgt_len)
+    figure, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
     for ax in axes.flat[len(panels) :]:
         ax.axis("off")
     for ax, (name, matrix) in zip(axes.flat, panels, strict=False):
-        image = ax.imshow(matrix.numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
-        ax.set_xticks(range(src_len), src_tokens, rotation=90)
-        ax.set_yticks(range(tgt_len), tgt_tokens)
-        ax.set_xlabel("source")
-        ax.set_ylabel("output")
-        if name:
-            ax.set_title(name)
-        figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        heatmap_panel(figure, ax, matrix, src_tokens, tgt_tokens, name)
     if title:
         figure.suptitle(title, wrap=True)
     figure.tight_layout()
@@ -123,28 +115,46 @@ def side_by_side_figure(
     """Heatmaps of one sentence side by side, one per (name, matrix) panel, on one colour scale from 0 to
     1: source tokens on x, output tokens on y. Each matrix is `[tgt_len, src_len]` with values in [0, 1]
     (e.g. the attention, and an attribution scaled by its row maximum)."""
-    cell = 0.35
-    width = max(4.0, cell * len(src_tokens) + 2.0)
-    height = max(3.0, cell * len(tgt_tokens) + 1.5)
+    width, height = heatmap_size(len(src_tokens), len(tgt_tokens))
     figure, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), height), squeeze=False)
     for ax, (name, matrix) in zip(axes.flat, panels, strict=True):
         if tuple(matrix.shape) != (len(tgt_tokens), len(src_tokens)):
             raise ValueError(
                 f"{name}: {tuple(matrix.shape)} does not fit {len(tgt_tokens)} x {len(src_tokens)} tokens"
             )
-        image = ax.imshow(
-            matrix.detach().float().cpu().numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto"
-        )
-        ax.set_xticks(range(len(src_tokens)), src_tokens, rotation=90)
-        ax.set_yticks(range(len(tgt_tokens)), tgt_tokens)
-        ax.set_xlabel("source")
-        ax.set_ylabel("output")
-        ax.set_title(name)
-        figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        heatmap_panel(figure, ax, matrix, src_tokens, tgt_tokens, name)
     if title:
         figure.suptitle(title, wrap=True)
     figure.tight_layout()
     return figure
+
+
+def heatmap_size(src_len: int, tgt_len: int, cell: float = 0.35) -> tuple[float, float]:
+    """Inches (width, height) of one heatmap panel of `tgt_len` rows and `src_len` columns, labels included."""
+    return max(4.0, cell * src_len + 2.0), max(3.0, cell * tgt_len + 1.5)
+
+
+def heatmap_panel(
+    figure: Figure,
+    ax: Any,
+    matrix: Tensor,
+    src_tokens: list[str],
+    tgt_tokens: list[str],
+    name: str = "",
+    labels: tuple[str, str] = ("source", "output"),
+) -> None:
+    """One `[tgt_len, src_len]` matrix of values in [0, 1] on `ax`: source tokens on x, output tokens on y,
+    a colour bar from 0 to 1."""
+    image = ax.imshow(
+        matrix.detach().float().cpu().numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto"
+    )
+    ax.set_xticks(range(len(src_tokens)), src_tokens, rotation=90)
+    ax.set_yticks(range(len(tgt_tokens)), tgt_tokens)
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    if name:
+        ax.set_title(name, wrap=True)
+    figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
 
 
 def text_heatmap(weights: Tensor, src_tokens: list[str], tgt_tokens: list[str]) -> str:

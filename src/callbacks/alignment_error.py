@@ -23,6 +23,7 @@ from src.alignment import (
 )
 from src.callbacks.watched import log_scalars, logging_step, summary_writer, writes_after_validation
 from src.errors import ConfigError
+from src.plotting import heatmap_panel, heatmap_size
 
 log = logging.getLogger(__name__)
 
@@ -113,19 +114,11 @@ def gold_figure(
     weights: Tensor, src_words: list[str], tgt_words: list[str], gold: GoldLinks, title: str
 ) -> Figure:
     """The word attention `[tgt_words, src_words]` with the gold links on top."""
-    figure, ax = plt.subplots(
-        figsize=(max(4.0, 0.35 * len(src_words) + 2), max(3.0, 0.35 * len(tgt_words) + 1.5))
-    )
-    image = ax.imshow(weights.float().numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    figure, ax = plt.subplots(figsize=heatmap_size(len(src_words), len(tgt_words)))
+    heatmap_panel(figure, ax, weights, src_words, tgt_words, title, labels=("source word", "target word"))
     for links, face in ((gold.sure, "red"), (gold.possible - gold.sure, "none")):  # link: (source, target)
         if links:
             sources, targets = zip(*links, strict=True)
             ax.scatter(sources, targets, marker="s", s=60, facecolors=face, edgecolors="red", alpha=0.7)
-    ax.set_xticks(range(len(src_words)), src_words, rotation=90)
-    ax.set_yticks(range(len(tgt_words)), tgt_words)
-    ax.set_xlabel("source word")
-    ax.set_ylabel("target word")
-    ax.set_title(title, wrap=True)
-    figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     figure.tight_layout()
     return figure
