@@ -20,6 +20,7 @@ results are cached in each run's `study/` folder, so a second report (another ba
 
 import argparse
 import csv
+import dataclasses
 import json
 import logging
 import statistics
@@ -108,6 +109,7 @@ def decode_run(
     stamp = f"{ckpt.stat().st_mtime_ns}:{ckpt.stat().st_size}:{test_path}"
     cache = folder / CACHE_DIR
     results = []
+    test_set = None  # the model and the test file, read once for both searches (only when not cached)
     for search, beam in (("greedy", 1), (f"beam{beam_size}", beam_size)):
         path = cache / f"{search}.json"
         if path.is_file() and not refresh:
@@ -115,7 +117,8 @@ def decode_run(
             if saved.get("stamp") == stamp:
                 results.append(Decoded(**saved["decoded"]))
                 continue
-        results.append(decode(ckpt, beam, test_path))
+        test_set = test_set or TestSet.load(ckpt, test_path)
+        results.append(test_set.decode(beam))
         cache.mkdir(exist_ok=True)
         path.write_text(
             json.dumps({"stamp": stamp, "decoded": results[-1].__dict__}) + "\n", encoding="utf-8"
@@ -123,31 +126,48 @@ def decode_run(
     return results[0], results[1]
 
 
-def decode(ckpt: Path, beam_size: int, test_path: str | None) -> Decoded:
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        cfg = compose("evaluate", overrides=[f"decode.beam_size={beam_size}"])
-    cfg.ckpt_path = str(ckpt)  # not an override: job folders have `=` and `,` in their names
-    translator, train_config = load_translator(cfg)
-    path = test_path or train_config.get("data", {}).get("test_path")
-    if not path:
-        raise ConfigError(f"{ckpt}: its run had no test file; give one with --test-path")
-    bleu_tokenize = train_config.get("model", {}).get("bleu_tokenize", "13a")
-    sources, references = zip(*read_parallel_tsv(path, option="--test-path").pairs, strict=True)
-    log.info("%s: decoding %d sentences (beam %d)", ckpt.parent.parent.name, len(sources), beam_size)
-    scored = score_translations(translator, sources, references, bleu_tokenize, LENGTH_BUCKETS)
-    attentions = [
-        h.attention.float().mean(dim=0) for h in scored.best if h.attention is not None and h.tokens
-    ]
-    return Decoded(
-        bleu=scored.scores["bleu"],
-        chrf=scored.scores["chrf"],
-        bleu_signature=scored.scores["bleu_signature"],
-        sentences_per_second=scored.scores["sentences_per_second"],
-        hypotheses=scored.hypotheses,
-        references=scored.references,
-        by_length=scored.by_length,
-        attention=mean_measures(attentions) if beam_size == 1 else {},
-    )
+@dataclass
+class TestSet:
+    """A run's best model and its test file, loaded once and decoded with each search."""
+
+    name: str
+    translator: Any
+    sources: tuple[str, ...]
+    references: tuple[str, ...]
+    bleu_tokenize: str
+
+    @classmethod
+    def load(cls, ckpt: Path, test_path: str | None) -> "TestSet":
+        with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+            cfg = compose("evaluate")
+        cfg.ckpt_path = str(ckpt)  # not an override: job folders have `=` and `,` in their names
+        translator, train_config = load_translator(cfg)
+        path = test_path or train_config.get("data", {}).get("test_path")
+        if not path:
+            raise ConfigError(f"{ckpt}: its run had no test file; give one with --test-path")
+        sources, references = zip(*read_parallel_tsv(path, option="--test-path").pairs, strict=True)
+        bleu_tokenize = train_config.get("model", {}).get("bleu_tokenize", "13a")
+        return cls(ckpt.parent.parent.name, translator, sources, references, bleu_tokenize)
+
+    def decode(self, beam_size: int) -> "Decoded":
+        self.translator.generator = dataclasses.replace(self.translator.generator, beam_size=beam_size)
+        log.info("%s: decoding %d sentences (beam %d)", self.name, len(self.sources), beam_size)
+        scored = score_translations(
+            self.translator, self.sources, self.references, self.bleu_tokenize, LENGTH_BUCKETS
+        )
+        attentions = [
+            h.attention.float().mean(dim=0) for h in scored.best if h.attention is not None and h.tokens
+        ]
+        return Decoded(
+            bleu=scored.scores["bleu"],
+            chrf=scored.scores["chrf"],
+            bleu_signature=scored.scores["bleu_signature"],
+            sentences_per_second=scored.scores["sentences_per_second"],
+            hypotheses=scored.hypotheses,
+            references=scored.references,
+            by_length=scored.by_length,
+            attention=mean_measures(attentions) if beam_size == 1 else {},
+        )
 
 
 def collect_jobs(folder: Path, beam_size: int, test_path: str | None, refresh: bool) -> list[Job]:
