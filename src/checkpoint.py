@@ -19,7 +19,6 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from src.checks import is_int
 from src.config import set_matmul_precision
 from src.data.codec import Codec
 from src.errors import CheckpointError, ConfigError
@@ -168,13 +167,7 @@ def trained_test_path(train_config: dict[str, Any]) -> str:
 def check_inference_options(cfg: DictConfig) -> None:
     """Check the options of the `inference` group (conf/inference/) and apply the matmul precision: the one
     place every command that runs a trained model checks them."""
-    if not is_int(cfg.batch_size, 1):
-        raise ConfigError(f"batch_size={cfg.batch_size} is out of range: it must be an integer >= 1.")
-    max_src_len = cfg.get("max_src_len")
-    if max_src_len is not None and not is_int(max_src_len, 1):
-        raise ConfigError(
-            f"max_src_len={max_src_len} is out of range: it must be an integer >= 1, or null for no limit."
-        )
+    Translator.check_options(cfg.batch_size, cfg.get("max_src_len"))
     resolve_device(cfg.device)
     set_matmul_precision(cfg)
 

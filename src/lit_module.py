@@ -19,6 +19,7 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 
 from src.checkpoint import CHECKPOINT_FORMAT
+from src.checks import require, require_fraction, require_int, require_number
 from src.data.batch import Batch
 from src.data.codec import Codec
 from src.decoding import SequenceGenerator
@@ -57,17 +58,30 @@ class TranslationModule(LightningModule):
         alignment_head: int = 0,
         teacher_forcing: TeacherForcingSchedule | None = None,
         val_generator: SequenceGenerator | None = None,
+        translator: Callable[..., Translator] | None = None,
         bleu_tokenize: str = "13a",
         nonfinite_loss: str = "error",
         length_buckets: list[int] | None = None,
     ):
-        """`net` arrives as a partial (from Hydra) and is completed with the vocabulary sizes here."""
+        """`net` arrives as a partial (from Hydra) and is completed with the vocabulary sizes here; so does
+        `translator` (the watched sentences' translations, `model.translator`), with the network, the codec and
+        `val_generator`."""
         super().__init__()
-        if nonfinite_loss not in NONFINITE_LOSS_CHOICES:
-            raise ConfigError(
-                f"model.nonfinite_loss={nonfinite_loss!r} is invalid: it must be one of "
-                f"{', '.join(NONFINITE_LOSS_CHOICES)}."
-            )
+        choices = ", ".join(NONFINITE_LOSS_CHOICES)
+        require(
+            nonfinite_loss in NONFINITE_LOSS_CHOICES,
+            "model.nonfinite_loss",
+            nonfinite_loss,
+            f"one of {choices}",
+        )
+        require_fraction("model.label_smoothing", label_smoothing)
+        for name, weight in (
+            ("coverage_loss_weight", coverage_loss_weight),
+            ("attention_entropy_weight", attention_entropy_weight),
+            ("alignment_loss_weight", alignment_loss_weight),
+        ):
+            require_number(f"model.{name}", weight)
+        require_int("model.alignment_head", alignment_head, 0)
         self.nonfinite_loss = nonfinite_loss
         self.skipped_batches = 0
         self.codec = codec
@@ -88,7 +102,7 @@ class TranslationModule(LightningModule):
                 "model.alignment_loss_weight supervises the attention, but the model has none (attention=none)."
             )
         self.teacher_forcing = teacher_forcing or TeacherForcingSchedule()
-        self.translator = Translator(self.net, codec, val_generator or SequenceGenerator())
+        self.translator = (translator or Translator)(self.net, codec, val_generator or SequenceGenerator())
         self.bleu_tokenize = bleu_tokenize
         # the resolved run config as plain data, set by the entry point; stored in every checkpoint so that
         # a checkpoint alone can rebuild the model (see `src.checkpoint`)

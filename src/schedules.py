@@ -3,6 +3,7 @@
 import math
 from typing import Literal
 
+from src.checks import require_int, require_probability
 from src.errors import ConfigError
 
 Decay = Literal["constant", "linear", "exponential"]
@@ -20,18 +21,14 @@ class TeacherForcingSchedule:
     def __init__(
         self, start: float = 1.0, end: float = 1.0, decay: Decay = "constant", decay_steps: int = 10000
     ):
-        for name, value in (("start", start), ("end", end)):
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(
-                    f"model.teacher_forcing.{name}={value} is out of range: a teacher forcing ratio is a "
-                    "probability in [0, 1] (1.0 = always feed the reference token)."
-                )
+        # a ratio is the probability of feeding the reference token (1.0 = always)
+        require_probability("model.teacher_forcing.start", start)
+        require_probability("model.teacher_forcing.end", end)
         if decay not in ("constant", "linear", "exponential"):
             raise ConfigError(
                 f"model.teacher_forcing.decay={decay!r} is not one of constant, linear, exponential."
             )
-        if decay_steps < 1:
-            raise ConfigError(f"model.teacher_forcing.decay_steps={decay_steps} must be at least 1.")
+        require_int("model.teacher_forcing.decay_steps", decay_steps)
         self.start, self.end, self.decay, self.decay_steps = start, end, decay, decay_steps
 
     def __call__(self, step: int) -> float:

@@ -1,20 +1,20 @@
 """Check a composed training config before any data is read, so that a bad option costs seconds, not a run.
 
 `validate_train_config(cfg)` raises a `ConfigError` that names the option, its value and what it must be.
-Three steps:
+Each of our classes checks its own options in its constructor (`src.checks`), so this module mostly builds
+them, dry, in the order a run does:
 
-1. `RULES`: type and range of the common numeric options. A value typed on the command line that is not
-   a number arrives as a string (`model.optimizer.lr=abc`), so types are checked, not only ranges.
+1. `RULES`: the options of what we do not construct ourselves, whose own errors would not name the option:
+   the optimizer's (torch.optim), the trainer's (Lightning) and the global seed. A value typed on the command
+   line that is not a number arrives as a string (`model.optimizer.lr=abc`), so types are checked too.
 2. What the hardware cannot compute (`trainer.precision=bf16-mixed` on a CPU without bf16: `src.hardware`),
-   and options that only fail together: position tables shorter than `data.max_len`, a learning-rate monitor
-   without a logger.
-3. A dry build of the network (on the meta device: no memory, no time), the optimizer, the LR scheduler,
-   teacher forcing and the validation search. Their constructors already check what only they can
-   (heads dividing sizes, encoder/attention/decoder pairings, ...); building them here makes those
-   checks fire now instead of after the corpus is read.
-
-The data group is checked by `TranslationDataModule` itself, whose constructor runs before any file is
-read; only the types its checks would trip over are checked here.
+   and options that only fail together: position tables shorter than `data.max_len`, guided alignment
+   without alignments, a learning-rate monitor without a logger.
+3. A dry build of the data module (its constructor reads no file), the network and the whole LightningModule
+   (on the meta device, with a vocabulary of a few tokens: no memory, no time), the optimizer, the LR
+   scheduler, teacher forcing, the validation search and the watched sentences' translator. Their
+   constructors raise what only they can check (sizes, heads dividing sizes, encoder/attention/decoder
+   pairings, ...), now instead of after the corpus is read.
 """
 
 from collections.abc import Callable
@@ -24,77 +24,38 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from src.checks import is_int
+from src.checks import OptionError, is_int, is_number
+from src.data.codec import Codec
+from src.data.tokenizers import WordTokenizer
+from src.data.vocab import SPECIALS, Vocabulary
 from src.entry import user_error_cause
 from src.errors import ConfigError
 from src.hardware import check_precision
 from src.lightning_compat import precision_choices
-from src.lit_module import NONFINITE_LOSS_CHOICES
 
 _ABSENT = object()
-# a vocabulary of the special tokens and a few words: enough to build any network
+# a vocabulary of the special tokens and a few words: enough to build any model
 _DRY_VOCAB_SIZE = 8
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _int_at_least(minimum: int) -> Callable[[Any], bool]:
-    return lambda value: is_int(value) and value >= minimum
-
-
-def _number_in(low: float, high: float, *, high_inclusive: bool = False) -> Callable[[Any], bool]:
-    def check(value: Any) -> bool:
-        return _is_number(value) and low <= value and (value <= high if high_inclusive else value < high)
-
-    return check
+    return lambda value: is_int(value, minimum)
 
 
 def _or_null(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return lambda value: value is None or check(value)
 
 
-def _one_of(choices: tuple) -> Callable[[Any], bool]:
-    return lambda value: value in choices
-
-
 _POSITIVE_INT = (_int_at_least(1), "an integer >= 1")
-_PROBABILITY = (_number_in(0, 1), "a number in [0, 1)")
-_NON_NEGATIVE = (_number_in(0, float("inf")), "a number >= 0")
-_POSITIVE = (lambda value: _is_number(value) and value > 0, "a number > 0")
+_NON_NEGATIVE = (lambda value: is_number(value) and value >= 0, "a number >= 0")
+_POSITIVE = (lambda value: is_number(value) and value > 0, "a number > 0")
 _PRECISIONS = precision_choices()
 
-_MODULE_GROUPS = ("encoder", "attention", "decoder")
-_SIZE_KEYS = ("hidden_size", "num_layers", "d_model", "num_heads", "d_ff", "kernel_size", "max_positions")
-
-# option -> (check, what it must be); options absent from the composed config are not checked
+# option -> (check, what it must be): the options of torch's optimizers, Lightning's Trainer and the global
+# seed; options absent from the composed config are not checked
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    **{f"{group}.{key}": _POSITIVE_INT for group in _MODULE_GROUPS for key in _SIZE_KEYS},
-    **{f"{group}.dropout": _PROBABILITY for group in _MODULE_GROUPS},
-    "model.net.embedding_size": _POSITIVE_INT,
-    "model.net.embedding_dropout": _PROBABILITY,
-    "model.net.init_range": _POSITIVE,
     "model.optimizer.lr": _POSITIVE,
     "model.optimizer.weight_decay": _NON_NEGATIVE,
-    "model.label_smoothing": _PROBABILITY,
-    "model.coverage_loss_weight": _NON_NEGATIVE,
-    "model.attention_entropy_weight": _NON_NEGATIVE,
-    "model.alignment_loss_weight": _NON_NEGATIVE,
-    "model.alignment_head": (_int_at_least(0), "an integer >= 0"),
-    "model.nonfinite_loss": (_one_of(NONFINITE_LOSS_CHOICES), f"one of {', '.join(NONFINITE_LOSS_CHOICES)}"),
-    "model.teacher_forcing.start": (_number_in(0, 1, high_inclusive=True), "a probability in [0, 1]"),
-    "model.teacher_forcing.end": (_number_in(0, 1, high_inclusive=True), "a probability in [0, 1]"),
-    "model.teacher_forcing.decay_steps": _POSITIVE_INT,
-    "model.val_generator.beam_size": _POSITIVE_INT,
-    "model.val_generator.n_best": _POSITIVE_INT,
-    "model.val_generator.length_penalty": _NON_NEGATIVE,
-    "model.val_generator.coverage_penalty": _NON_NEGATIVE,
-    "model.val_generator.min_len": (_int_at_least(0), "an integer >= 0"),
-    "model.val_generator.max_len_a": _NON_NEGATIVE,
-    "model.val_generator.max_len_b": (_int_at_least(0), "an integer >= 0"),
-    "data.valid_ratio": _PROBABILITY,
-    "data.test_ratio": _PROBABILITY,
     "trainer.max_epochs": (_or_null(_int_at_least(-1)), "an integer >= 1, -1 (no limit) or null"),
     "trainer.min_epochs": (_or_null(_int_at_least(0)), "an integer >= 0 or null"),
     "trainer.max_steps": (_int_at_least(-1), "an integer >= 1 or -1 (no limit)"),
@@ -163,7 +124,9 @@ def check_logger_for_callbacks(cfg: DictConfig) -> None:
 
 
 def dry_build(cfg: DictConfig) -> None:
-    """Build what the model group describes, so that every constructor check runs before the data is read."""
+    """Build what the data and model groups describe, so that every constructor check runs before the data
+    is read. The parts first, so that an error of a part names that part's options."""
+    _build("data", cfg.data)
     model = cfg.model
     with torch.device("meta"):
         _build("model.net", model.net, src_vocab_size=_DRY_VOCAB_SIZE, tgt_vocab_size=_DRY_VOCAB_SIZE)
@@ -173,20 +136,30 @@ def dry_build(cfg: DictConfig) -> None:
     for option in ("teacher_forcing", "val_generator"):
         if model.get(option) is not None:
             _build(f"model.{option}", model[option])
+    if model.get("translator") is not None:  # the module completes it with these three
+        _build("model.translator", model.translator, net=None, codec=None, generator=None)
+    with torch.device("meta"):
+        _build("model", model, codec=_dry_codec())
+
+
+def _dry_codec() -> Codec:
+    """A codec with `_DRY_VOCAB_SIZE` tokens per side: enough to build any model."""
+    vocab = Vocabulary([f"w{i}" for i in range(_DRY_VOCAB_SIZE - len(SPECIALS))])
+    return Codec(WordTokenizer(), WordTokenizer(), vocab, vocab)
 
 
 def _build(option: str, node: DictConfig, **completion: Any) -> Any:
-    """instantiate(node), then call it with `completion` when it is a partial; errors become ConfigError."""
+    """instantiate(node), then call it with `completion` when it is a partial; errors become ConfigError. An
+    `OptionError` (an object that serves under several groups) is named after `option`."""
     try:
-        built = instantiate(node)
-        return built(**completion) if completion else built
+        built = instantiate(node, **({} if node.get("_partial_") else completion))
+        return built(**completion) if node.get("_partial_") else built
     except Exception as err:  # whatever a constructor rejects, the config is what to fix
         cause = user_error_cause(err)
+        if isinstance(cause, OptionError):
+            raise cause.in_group(option) from None
         if cause is not None:
-            message = str(cause)
-            if option == "model.val_generator":  # SequenceGenerator names its options decode.*, as in
-                message = message.replace("decode.", f"{option}.")  # the decode group of evaluate/translate
-            raise ConfigError(message) from None
+            raise ConfigError(str(cause)) from None
         raise ConfigError(
             f"{option} cannot be built from its config: {_innermost(err)}. Check its keys and values "
             "(`python -m src.train --cfg job` prints the composed config)."

@@ -5,9 +5,11 @@ Shared by validation, the callbacks and the command-line tools, so all of them t
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from torch import nn
 
+from src.checks import OptionError, is_int
 from src.data.batch import collate_sources
 from src.data.codec import Codec
 from src.data.vocab import EOS
@@ -29,8 +31,24 @@ class Translator:
         batch_size: int = 64,
         max_src_len: int | None = 200,
     ):
+        self.check_options(batch_size, max_src_len)
         self.net, self.codec, self.generator = net, codec, generator
         self.batch_size, self.max_src_len = batch_size, max_src_len
+
+    @staticmethod
+    def check_options(batch_size: Any, max_src_len: Any) -> None:
+        """Raise an `OptionError` naming the options as the inference group does (`batch_size`); training
+        names them `model.translator.*` (`OptionError.in_group`)."""
+        if not is_int(batch_size, 1):
+            raise OptionError(
+                f"{{group}}.batch_size={batch_size!r} is invalid: it must be an integer >= 1.", ""
+            )
+        if max_src_len is not None and not is_int(max_src_len, 1):
+            raise OptionError(
+                f"{{group}}.max_src_len={max_src_len!r} is invalid: it must be an integer >= 1, or null for no "
+                "limit.",
+                "",
+            )
 
     def encode(self, text: str) -> list[int]:
         """Source ids; an over-long sentence is truncated to `max_src_len` tokens with a warning."""

@@ -20,7 +20,7 @@ from src.callbacks.gradient_norms import parameter_parts
 from src.callbacks.run_metrics import RunMetrics
 from src.callbacks.throughput import target_tokens
 from src.callbacks.translation_samples import markdown_table
-from src.callbacks.watched import first_distinct_sources
+from src.callbacks.watched import first_distinct_sources, translate_watched
 from src.data.batch import collate
 from src.run_columns import METRICS
 from tests.conftest import compose_config, run_entry, write_reverse_task, write_tsv
@@ -259,6 +259,39 @@ def test_first_distinct_sources_keep_the_first_reference_of_each():
     pairs = [("a", "x"), ("a", "y"), ("b", "z"), ("c", "w")]
     assert first_distinct_sources(pairs, 2) == [("a", "x"), ("b", "z")]
     assert first_distinct_sources(pairs, 10) == [("a", "x"), ("b", "z"), ("c", "w")]
+
+
+def test_watching_callbacks_share_one_translation_per_validation():
+    from types import SimpleNamespace
+
+    from src.decoding import Hypothesis
+
+    class Module:  # what translate_watched reads of a TranslationModule: its translator
+        def __init__(self) -> None:
+            self.calls: list[list[str]] = []
+            self.translator = SimpleNamespace(translate=self.translate)
+
+        def translate(self, sources: list[str]) -> list[list[Hypothesis]]:
+            self.calls.append(list(sources))
+            return [[Hypothesis(tokens=[len(self.calls)], score=0.0, log_prob=0.0)] for _ in sources]
+
+    pairs = [("a", "x"), ("b", "y"), ("a", "z"), ("c", "w")]
+    trainer = SimpleNamespace(
+        state=SimpleNamespace(stage="validate"),
+        sanity_checking=False,
+        current_epoch=0,
+        global_step=10,
+        datamodule=SimpleNamespace(datasets={"valid": SimpleNamespace(pairs=pairs)}),
+    )
+    module = Module()
+    heatmaps, statistics = translate_watched(trainer, module, 2), translate_watched(trainer, module, 2)
+    samples = translate_watched(trainer, module, 3)  # watches one more: only that one is translated
+    assert module.calls == [["a", "b"], ["c"]]
+    assert heatmaps == statistics == samples[:2]
+    assert [s.source for s in samples] == ["a", "b", "c"]
+    trainer.global_step = 20  # the next validation: the weights have changed, so translate again
+    assert translate_watched(trainer, module, 2)[0].hypothesis.tokens == [3]
+    assert module.calls[-1] == ["a", "b"]
 
 
 def test_markdown_table_escapes_pipes_in_cells():

@@ -82,9 +82,48 @@ INVALID = {
 }
 
 
-@pytest.mark.parametrize("case", INVALID)
+# checked by the constructor of what they configure (src.checks), reached by the start-up dry build
+CONSTRUCTOR_CHECKED = {
+    "encoder_size_zero": (
+        ["encoder.hidden_size=0"],
+        "encoder.hidden_size=0 is invalid: it must be an integer >= 1",
+    ),
+    "decoder_layers_text": (["decoder.num_layers=two"], "decoder.num_layers='two' is invalid"),
+    "conv_kernel_text": (["encoder=conv", "encoder.kernel_size=x"], "encoder.kernel_size='x' is invalid"),
+    "transformer_ff_zero": (["encoder=transformer", "encoder.d_ff=0"], "encoder.d_ff=0 is invalid"),
+    "bahdanau_size_zero": (["attention.hidden_size=0"], "attention.hidden_size=0 is invalid"),
+    "embedding_dropout_1": (["model.net.embedding_dropout=1"], "model.net.embedding_dropout=1 is invalid"),
+    "negative_coverage_weight": (
+        ["model.coverage_loss_weight=-1"],
+        "model.coverage_loss_weight=-1 is invalid",
+    ),
+    "decay_steps_zero": (
+        ["model.teacher_forcing.decay_steps=0"],
+        "model.teacher_forcing.decay_steps=0 is invalid",
+    ),
+    "penalty_without_beam": (
+        ["+model.val_generator.length_penalty=0.6"],
+        "model.val_generator.length_penalty=0.6 is invalid: it must be 0 with model.val_generator.beam_size=1",
+    ),
+    "translator_batch_zero": (["model.translator.batch_size=0"], "model.translator.batch_size=0 is invalid"),
+    "valid_ratio_text": (
+        ["data.valid_ratio=half"],
+        "data.valid_ratio must be a number in [0, 1), got 'half'",
+    ),
+    "data_batch_zero": (["data.batch_size=0"], "data.batch_size must be an integer >= 1, got 0"),
+}
+
+
+def test_rules_hold_only_options_of_constructors_we_do_not_own():
+    from src.schema import RULES
+
+    assert {option.split(".")[0] for option in RULES} <= {"model", "trainer", "seed"}
+    assert all(option.startswith("model.optimizer.") for option in RULES if option.startswith("model."))
+
+
+@pytest.mark.parametrize("case", {**INVALID, **CONSTRUCTOR_CHECKED})
 def test_invalid_option_is_rejected_naming_it(case):
-    overrides, message = INVALID[case]
+    overrides, message = {**INVALID, **CONSTRUCTOR_CHECKED}[case]
     with pytest.raises(ConfigError) as err:
         validate_train_config(compose_config(overrides=overrides))
     assert message in str(err.value)

@@ -5,7 +5,8 @@ Lightning logs its own metrics at, so TensorBoard's step slider lines their imag
 `val/bleu`.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from weakref import WeakKeyDictionary
 
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -52,18 +53,40 @@ def log_scalars(trainer: L.Trainer, scalars: dict[str, float]) -> None:
 
 
 def translate_watched(trainer: L.Trainer, module: L.LightningModule, n: int) -> list[WatchedSentence]:
-    """The first `n` distinct sources of the validation split, translated now by the module's translator.
+    """The first `n` distinct sources of the validation split, translated by the module's translator once per
+    validation: the heatmap, statistics and samples callbacks share one translation (the first `n` distinct
+    sources are a prefix of the first `m > n`, so a callback that watches more translates only the rest).
 
     The same sentences at every validation and on any number of ranks: the datamodule holds the whole
     split (its sampler shards the batches, not the dataset).
     """
-    dataset = trainer.datamodule.datasets.get("valid")
-    pairs = first_distinct_sources(dataset.pairs, n) if dataset is not None else []
-    nbests = module.translator.translate([source for source, _ in pairs])
-    return [
-        WatchedSentence(source, reference, nbest[0])
-        for (source, reference), nbest in zip(pairs, nbests, strict=True)
-    ]
+    moment = (trainer.state.stage, trainer.sanity_checking, trainer.current_epoch, trainer.global_step)
+    shared = _translations.get(module)
+    if shared is None or shared.moment != moment:
+        shared = _translations[module] = _SharedTranslations(moment)
+    if len(shared.sentences) < n:
+        dataset = trainer.datamodule.datasets.get("valid")
+        pairs = (
+            first_distinct_sources(dataset.pairs, n)[len(shared.sentences) :] if dataset is not None else []
+        )
+        nbests = module.translator.translate([source for source, _ in pairs])
+        shared.sentences += [
+            WatchedSentence(source, reference, nbest[0])
+            for (source, reference), nbest in zip(pairs, nbests, strict=True)
+        ]
+    return shared.sentences[:n]
+
+
+@dataclass
+class _SharedTranslations:
+    """The watched sentences translated at one moment (stage, sanity check, epoch, step) of a run."""
+
+    moment: tuple
+    sentences: list[WatchedSentence] = field(default_factory=list)
+
+
+# module -> its watched sentences at the latest validation (weak: a module's entry goes with the module)
+_translations: "WeakKeyDictionary[L.LightningModule, _SharedTranslations]" = WeakKeyDictionary()
 
 
 def first_distinct_sources(pairs: list[tuple[str, str]], n: int) -> list[tuple[str, str]]:

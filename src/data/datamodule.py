@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from src.alignment import read_pharaoh
-from src.checks import is_int
+from src.checks import is_int, is_number
 from src.data.batch import Batch, Example, collate
 from src.data.codec import Codec
 from src.data.sampler import BATCH_BY_CHOICES, BucketBatchSampler
@@ -402,10 +402,12 @@ class TranslationDataModule(L.LightningDataModule):
 
 def _validate(args: dict[str, Any]) -> None:
     """Raise ConfigError naming the option (`data.<name>`) for the first out-of-range argument."""
+    ratios = args["valid_ratio"], args["test_ratio"]
+    fractions = [is_number(ratio) and 0 <= ratio < 1 for ratio in ratios]
     checks = [
-        ("valid_ratio", 0 <= args["valid_ratio"] < 1, "a number in [0, 1)"),
-        ("test_ratio", 0 <= args["test_ratio"] < 1, "a number in [0, 1)"),
-        ("test_ratio", args["valid_ratio"] + args["test_ratio"] < 1, "below 1 - data.valid_ratio"),
+        ("valid_ratio", fractions[0], "a number in [0, 1)"),
+        ("test_ratio", fractions[1], "a number in [0, 1)"),
+        ("test_ratio", not all(fractions) or sum(ratios) < 1, "below 1 - data.valid_ratio"),
         ("src_tokenizer", isinstance(args["src_tokenizer"], Tokenizer), "a tokenizer config with a _target_"),
         (
             "tgt_tokenizer",

@@ -4,11 +4,13 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from src.checks import is_int
+from src.checks import OptionError, is_int, is_number
 from src.decoding.beam_search import beam_search
 from src.decoding.greedy import greedy_search
 from src.decoding.hypothesis import Hypothesis
-from src.errors import ConfigError
+
+# the group its options are named by in messages: the decode group of evaluate/translate/visualize
+DECODE_GROUP = "decode"
 
 
 @dataclass(frozen=True)
@@ -36,32 +38,34 @@ class SequenceGenerator:
     max_len_b: int = 10
 
     def __post_init__(self) -> None:
-        _check(is_int(self.beam_size) and self.beam_size >= 1, "beam_size", self.beam_size, "an integer >= 1")
-        _check(
-            is_int(self.n_best) and 1 <= self.n_best <= self.beam_size,
-            "n_best",
-            self.n_best,
-            f"an integer between 1 and decode.beam_size={self.beam_size}",
-        )
-        _check(self.length_penalty >= 0, "length_penalty", self.length_penalty, ">= 0 (0 turns it off)")
-        _check(self.coverage_penalty >= 0, "coverage_penalty", self.coverage_penalty, ">= 0 (0 turns it off)")
-        _check(is_int(self.min_len) and self.min_len >= 0, "min_len", self.min_len, "an integer >= 0")
-        _check(self.max_len_a >= 0, "max_len_a", self.max_len_a, ">= 0")
+        """Check every option; an `OptionError` names them `decode.*` (`in_group` renames the group)."""
+        _check(is_int(self.beam_size, 1), "beam_size", self.beam_size, "an integer >= 1")
+        if not (is_int(self.n_best) and 1 <= self.n_best <= self.beam_size):
+            raise OptionError(
+                f"{{group}}.n_best={self.n_best!r} is out of range: it must be an integer between 1 and "
+                f"{{group}}.beam_size={self.beam_size}.",
+                DECODE_GROUP,
+            )
         for name in ("length_penalty", "coverage_penalty"):  # they rank the hypotheses of a beam
             value = getattr(self, name)
+            _check(is_number(value) and value >= 0, name, value, "a number >= 0 (0 turns it off)")
             _check(
                 value == 0 or self.beam_size > 1,
                 name,
                 value,
-                f"0 with decode.beam_size=1 (greedy search has one hypothesis to rank); set decode.beam_size "
-                f"above 1 to use decode.{name}",
+                f"0 with {{group}}.beam_size=1 (greedy search has one hypothesis to rank); set {{group}}.beam_size "
+                f"above 1 to use {{group}}.{name}",
             )
+        _check(is_int(self.min_len, 0), "min_len", self.min_len, "an integer >= 0")
+        _check(
+            is_number(self.max_len_a) and self.max_len_a >= 0, "max_len_a", self.max_len_a, "a number >= 0"
+        )
         lowest_b = 1 if self.max_len_a == 0 else 0
         _check(
-            is_int(self.max_len_b) and self.max_len_b >= lowest_b,
+            is_int(self.max_len_b, lowest_b),
             "max_len_b",
             self.max_len_b,
-            "an integer >= 1 when decode.max_len_a=0" if lowest_b else "an integer >= 0",
+            "an integer >= 1 when {group}.max_len_a=0" if lowest_b else "an integer >= 0",
         )
 
     def __call__(self, model, src: Tensor, src_len: Tensor) -> list[list[Hypothesis]]:
@@ -82,6 +86,6 @@ class SequenceGenerator:
         )
 
 
-def _check(valid: bool, option: str, value: object, valid_range: str) -> None:
+def _check(valid: bool, option: str, value: object, expected: str) -> None:
     if not valid:
-        raise ConfigError(f"decode.{option}={value} is out of range: it must be {valid_range}.")
+        raise OptionError(f"{{group}}.{option}={value!r} is invalid: it must be {expected}.", DECODE_GROUP)

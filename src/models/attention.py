@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from src.checks import require_divides, require_fraction, require_sizes
 from src.errors import ConfigError
 
 
@@ -172,6 +173,7 @@ class BahdanauAttention(Attention):
 
     def __init__(self, query_size: int, key_size: int, hidden_size: int = 256) -> None:
         super().__init__(query_size, key_size)
+        require_sizes("attention", hidden_size=hidden_size)
         self.query_layer = nn.Linear(query_size, hidden_size, bias=False)  # W
         self.key_layer = nn.Linear(key_size, hidden_size, bias=False)  # U
         self.energy_layer = nn.Linear(hidden_size, 1, bias=False)  # v
@@ -282,11 +284,9 @@ class MultiHeadAttention(Attention):
         self, query_size: int, key_size: int, num_heads: int = 4, hidden_size: int = 256, dropout: float = 0.0
     ) -> None:
         super().__init__(query_size, key_size)
-        if hidden_size % num_heads != 0:
-            raise ConfigError(
-                f"attention.num_heads={num_heads} must divide attention.hidden_size={hidden_size}; "
-                "change one of them."
-            )
+        require_sizes("attention", num_heads=num_heads, hidden_size=hidden_size)
+        require_divides("attention", "num_heads", num_heads, "hidden_size", hidden_size)
+        require_fraction("attention.dropout", dropout)
         self.num_heads = num_heads
         self.head_size = hidden_size // num_heads
         self.query_layer = nn.Linear(query_size, hidden_size)  # W^Q

@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from src.checks import require_fraction, require_sizes
 from src.errors import ConfigError
 from src.models.attention import Attention, HeadGate, gated_self_attention
-from src.models.encoders import EncoderOutput, rnn_class
+from src.models.encoders import EncoderOutput, check_transformer_options, rnn_class
 from src.models.positional import build_positions
 
 # the attention's own state lives in the decoder state under this prefix (e.g. "attention.coverage")
@@ -112,6 +113,8 @@ class RecurrentDecoder(Decoder):
     ) -> None:
         super().__init__()
         rnn = rnn_class(rnn_type, "decoder.rnn_type")
+        require_sizes("decoder", hidden_size=hidden_size, num_layers=num_layers)
+        require_fraction("decoder.dropout", dropout)
         self.attention = attention(query_size=hidden_size, key_size=memory_size)
         self.num_heads = self.attention.num_heads
         self.is_lstm = rnn is nn.LSTM
@@ -339,10 +342,7 @@ class TransformerDecoder(Decoder):
         max_positions: int = 512,
     ) -> None:
         super().__init__()
-        if d_model % num_heads != 0:
-            raise ConfigError(
-                f"decoder.num_heads={num_heads} must divide decoder.d_model={d_model}; change one of them."
-            )
+        check_transformer_options("decoder", d_model, num_layers, num_heads, d_ff, dropout, max_positions)
         cross_attentions = [attention(query_size=d_model, key_size=d_model) for _ in range(num_layers)]
         self._check_cross_attention(cross_attentions[0])
         self.d_model = d_model

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from src.checks import require_divides, require_fraction, require_sizes
 from src.errors import ConfigError
 from src.models.attention import HeadGate, gated_self_attention
 from src.models.positional import LearnedPositions, build_positions
@@ -51,6 +52,16 @@ def rnn_class(rnn_type: str, option: str) -> type[nn.LSTM] | type[nn.GRU]:
     raise ConfigError(f"{option}={rnn_type!r} is unknown; use lstm or gru.")
 
 
+def check_transformer_options(
+    group: str, d_model: int, num_layers: int, num_heads: int, d_ff: int, dropout: float, max_positions: int
+) -> None:
+    """The options of a Transformer encoder or decoder (`group` is "encoder" or "decoder")."""
+    sizes = dict(d_model=d_model, num_layers=num_layers, num_heads=num_heads, d_ff=d_ff)
+    require_sizes(group, **sizes, max_positions=max_positions)
+    require_divides(group, "num_heads", num_heads, "d_model", d_model)
+    require_fraction(f"{group}.dropout", dropout)
+
+
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     """Mean over the real positions: x `[batch, len, size]`, mask `[batch, len]` -> `[batch, size]`."""
     keep = mask.unsqueeze(-1).to(x.dtype)  # [batch, len, 1]
@@ -76,6 +87,8 @@ class RecurrentEncoder(Encoder):
     ) -> None:
         super().__init__()
         rnn = rnn_class(rnn_type, "encoder.rnn_type")
+        require_sizes("encoder", hidden_size=hidden_size, num_layers=num_layers)
+        require_fraction("encoder.dropout", dropout)
         if bidirectional and hidden_size % 2 != 0:
             raise ConfigError(
                 f"encoder.hidden_size={hidden_size} must be even with encoder.bidirectional=true "
@@ -129,6 +142,14 @@ class ConvEncoder(Encoder):
         max_positions: int = 512,
     ) -> None:
         super().__init__()
+        require_sizes(
+            "encoder",
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            kernel_size=kernel_size,
+            max_positions=max_positions,
+        )
+        require_fraction("encoder.dropout", dropout)
         if kernel_size % 2 == 0:
             raise ConfigError(
                 f"encoder.kernel_size={kernel_size} must be odd so that a 'same' convolution is centred "
@@ -181,10 +202,7 @@ class TransformerEncoder(Encoder):
         max_positions: int = 512,
     ) -> None:
         super().__init__()
-        if d_model % num_heads != 0:
-            raise ConfigError(
-                f"encoder.num_heads={num_heads} must divide encoder.d_model={d_model}; change one of them."
-            )
+        check_transformer_options("encoder", d_model, num_layers, num_heads, d_ff, dropout, max_positions)
         self.d_model = d_model
         self.input_layer = nn.Identity() if input_size == d_model else nn.Linear(input_size, d_model)
         self.positions = build_positions(positions, d_model, max_positions, owner="encoder")

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from src.checks import require_fraction, require_int, require_number
 from src.errors import ConfigError
 from src.models.attention import Attention, HeadGate
 from src.models.decoders import Decoder
@@ -49,6 +50,9 @@ class Seq2Seq(nn.Module):
         head_mask: dict[str, list[list[float]]] | None = None,
     ) -> None:
         super().__init__()
+        require_int("model.net.embedding_size", embedding_size)
+        require_fraction("model.net.embedding_dropout", embedding_dropout)
+        require_number("model.net.init_range", init_range, above=True)
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
         self.src_embedding = nn.Embedding(src_vocab_size, embedding_size, padding_idx=pad_id)
         self.tgt_embedding = nn.Embedding(tgt_vocab_size, embedding_size, padding_idx=pad_id)
