@@ -5,11 +5,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from src.config import PROJECT_ROOT, register_resolvers
+from src.config import PROJECT_ROOT, register_resolvers, to_plain
 
 register_resolvers()
 CONF_DIR = PROJECT_ROOT / "conf"
@@ -164,3 +167,34 @@ def train_tiny_checkpoint(directory: Path, model: tuple[str, ...]) -> dict[str, 
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     (ckpt,) = (directory / "outputs").glob("train/runs/*/checkpoints/best.ckpt")
     return {"ckpt": ckpt, **task}
+
+
+def one_step_checkpoint(data: dict[str, Path], directory: Path, *overrides: str) -> Path:
+    """A checkpoint written after one training step: as `src.train` writes it, in a second."""
+    cfg = compose_config(
+        "train",
+        [
+            f"data.train_path={data['train']}",
+            f"data.valid_path={data['valid']}",
+            "model.net.embedding_size=8",
+            f"paths.output_dir={directory}",
+            *overrides,
+        ],
+    )
+    torch.manual_seed(0)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    module = instantiate(cfg.model, codec=datamodule.codec)
+    module.run_config = to_plain(cfg)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=1,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, datamodule=datamodule)
+    trainer.save_checkpoint(directory / "model.ckpt")
+    return directory / "model.ckpt"

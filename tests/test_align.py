@@ -5,11 +5,9 @@ import re
 import shutil
 from pathlib import Path
 
-import lightning as L
 import matplotlib.pyplot as plt
 import pytest
 import torch
-from hydra.utils import instantiate
 
 from src.align import align_pairs
 from src.aligner import Aligner, tokenize_words
@@ -31,12 +29,11 @@ from src.alignment import (
     word_attention,
 )
 from src.checkpoint import load_model
-from src.config import to_plain
 from src.data.tokenizers import CharTokenizer, SentencePieceTokenizer, WordTokenizer
 from src.entry import user_errors_exit
 from src.errors import ConfigError, DataError
 from src.plotting import score_grid_figure
-from tests.conftest import compose_config, run_entry
+from tests.conftest import compose_config, one_step_checkpoint, run_entry
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -213,37 +210,6 @@ def test_symmetrisations_combine_the_two_directions():
 
 
 # ------------------------------------------------------------------------------------- the command
-
-
-def one_step_checkpoint(data: dict[str, Path], directory: Path, *overrides: str) -> Path:
-    """A checkpoint written after one training step: as `src.train` writes it, in a second."""
-    cfg = compose_config(
-        "train",
-        [
-            f"data.train_path={data['train']}",
-            f"data.valid_path={data['valid']}",
-            "model.net.embedding_size=8",
-            f"paths.output_dir={directory}",
-            *overrides,
-        ],
-    )
-    torch.manual_seed(0)
-    datamodule = instantiate(cfg.data)
-    datamodule.setup("fit")
-    module = instantiate(cfg.model, codec=datamodule.codec)
-    module.run_config = to_plain(cfg)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=1,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(module, datamodule=datamodule)
-    trainer.save_checkpoint(directory / "model.ckpt")
-    return directory / "model.ckpt"
 
 
 RNN_SIZES = ("encoder.hidden_size=8", "decoder.hidden_size=8")

@@ -118,9 +118,9 @@ def test_attention_by_layer_gives_each_layer_its_own_distributions() -> None:
     assert not torch.allclose(by_layer[:, 0], by_layer[:, 1])
 
 
-def test_attention_by_layer_is_none_without_attention() -> None:
+def no_attention_model() -> Seq2Seq:
     torch.manual_seed(0)
-    model = Seq2Seq(
+    return Seq2Seq(
         VOCAB,
         VOCAB,
         encoder=functools.partial(RecurrentEncoder, hidden_size=HIDDEN),
@@ -128,6 +128,10 @@ def test_attention_by_layer_is_none_without_attention() -> None:
         decoder=functools.partial(RecurrentDecoder, hidden_size=HIDDEN),
         embedding_size=EMB,
     )
+
+
+def test_attention_by_layer_is_none_without_attention() -> None:
+    model = no_attention_model()
     src, src_len, tgt_in = batch()
     assert model.attention_by_layer(src, src_len, tgt_in) is None
 
@@ -152,15 +156,7 @@ def test_teacher_forcing_ratio_outside_zero_one_is_rejected() -> None:
 
 
 def test_model_without_attention_returns_no_weights() -> None:
-    torch.manual_seed(0)
-    model = Seq2Seq(
-        VOCAB,
-        VOCAB,
-        encoder=functools.partial(RecurrentEncoder, hidden_size=HIDDEN),
-        attention=NoAttention,
-        decoder=functools.partial(RecurrentDecoder, hidden_size=HIDDEN),
-        embedding_size=EMB,
-    )
+    model = no_attention_model()
     src, src_len, tgt_in = batch()
     logits, weights = model(src, src_len, tgt_in)
     assert logits.shape == (4, 5, VOCAB)

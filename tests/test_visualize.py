@@ -4,57 +4,23 @@ import logging
 import shutil
 from pathlib import Path
 
-import lightning as L
 import pytest
-from hydra.utils import instantiate
 from PIL import Image
 
-from src.config import to_plain
 from src.entry import user_errors_exit
 from src.errors import ConfigError
 from src.visualize import visualize
-from tests.conftest import compose_config, run_entry
+from tests.conftest import compose_config, one_step_checkpoint, run_entry
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SIZES = ("encoder.hidden_size=8", "decoder.hidden_size=8")
 
 
 def visualize_in_process(ckpt: Path, tmp_path: Path, *overrides: str) -> list[Path]:
     cfg = compose_config("visualize", [f"ckpt_path={ckpt}", f"output_dir={tmp_path / 'png'}", *overrides])
     return visualize(cfg)
-
-
-def untrained_checkpoint(data: dict[str, Path], directory: Path, *overrides: str) -> Path:
-    """A checkpoint written after one training step: as `src.train` writes it, in a second."""
-    cfg = compose_config(
-        "train",
-        [
-            f"data.train_path={data['train']}",
-            f"data.valid_path={data['valid']}",
-            "model.net.embedding_size=8",
-            "encoder.hidden_size=8",
-            "decoder.hidden_size=8",
-            f"paths.output_dir={directory}",
-            *overrides,
-        ],
-    )
-    datamodule = instantiate(cfg.data)
-    datamodule.setup("fit")
-    module = instantiate(cfg.model, codec=datamodule.codec)
-    module.run_config = to_plain(cfg)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=1,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(module, datamodule=datamodule)
-    trainer.save_checkpoint(directory / "model.ckpt")
-    return directory / "model.ckpt"
 
 
 @pytest.mark.slow
@@ -97,7 +63,7 @@ def test_nothing_to_visualise_is_a_config_error(tiny_checkpoint, tmp_path):
 
 
 def test_model_without_attention_exits_with_a_clear_message(tiny_checkpoint, tmp_path, caplog):
-    ckpt = untrained_checkpoint(tiny_checkpoint, tmp_path, "attention=none")
+    ckpt = one_step_checkpoint(tiny_checkpoint, tmp_path, *SIZES, "attention=none")
     with pytest.raises(SystemExit) as exit_info:
         user_errors_exit(visualize_in_process)(ckpt, tmp_path, 'sentences=["1 2 3"]')
     assert exit_info.value.code == 2
@@ -106,9 +72,10 @@ def test_model_without_attention_exits_with_a_clear_message(tiny_checkpoint, tmp
 
 
 def test_multihead_attention_is_drawn(tiny_checkpoint, tmp_path):
-    ckpt = untrained_checkpoint(
+    ckpt = one_step_checkpoint(
         tiny_checkpoint,
         tmp_path,
+        *SIZES,
         "attention=multihead",
         "attention.hidden_size=8",
         "attention.num_heads=2",

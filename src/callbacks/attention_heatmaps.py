@@ -1,12 +1,10 @@
 """Attention heatmaps in TensorBoard's IMAGES tab, one per watched validation sentence and validation."""
 
-import logging
-
 import lightning as L
-from lightning.pytorch.callbacks import Callback
 from matplotlib.figure import Figure
 
 from src.callbacks.watched import (
+    AttentionWatcher,
     WatchedSentence,
     logging_step,
     summary_writer,
@@ -15,12 +13,10 @@ from src.callbacks.watched import (
 )
 from src.plotting import attention_figure
 
-log = logging.getLogger(__name__)
-
 TAG = "attention/sentence_{index}"
 
 
-class AttentionHeatmaps(Callback):
+class AttentionHeatmaps(AttentionWatcher):
     """After every validation, translate the first `num_sentences` validation sentences and log the
     attention of each as a figure (`attention/sentence_<i>`) at the step of `val/bleu`, so that
     TensorBoard's step slider shows the alignment forming. Multi-head attention shows the mean, then every head.
@@ -28,12 +24,10 @@ class AttentionHeatmaps(Callback):
     A model without attention (attention=none) has nothing to show: this is said once, at fit start.
     """
 
-    def __init__(self, num_sentences: int = 4) -> None:
-        self.num_sentences = num_sentences
+    shows = "attention heatmaps"
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if pl_module.net.num_heads == 0 and trainer.is_global_zero:
-            log.info("No attention heatmaps: the model has no attention (attention=none).")
+    def __init__(self, num_sentences: int = 4) -> None:
+        super().__init__(num_sentences)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         writer = summary_writer(trainer)

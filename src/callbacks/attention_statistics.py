@@ -1,17 +1,12 @@
 """Attention statistics in TensorBoard's SCALARS tab: entropy, monotonicity and coverage per validation."""
 
-import logging
-
 import lightning as L
-from lightning.pytorch.callbacks import Callback
 
 from src.callbacks.attention_measures import mean_measures
-from src.callbacks.watched import log_scalars, translate_watched, writes_after_validation
-
-log = logging.getLogger(__name__)
+from src.callbacks.watched import AttentionWatcher, log_scalars, translate_watched, writes_after_validation
 
 
-class AttentionStatistics(Callback):
+class AttentionStatistics(AttentionWatcher):
     """After every validation, translate the first `num_sentences` validation sentences and log the
     mean entropy, monotonicity and coverage of their attention (heads averaged; see
     `src.callbacks.attention_measures`) as `attention/entropy`, `attention/monotonicity`, `attention/coverage`.
@@ -19,12 +14,10 @@ class AttentionStatistics(Callback):
     A model without attention (attention=none) has none to measure: this is said once, at fit start.
     """
 
-    def __init__(self, num_sentences: int = 100) -> None:
-        self.num_sentences = num_sentences
+    shows = "attention statistics"
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if pl_module.net.num_heads == 0 and trainer.is_global_zero:
-            log.info("No attention statistics: the model has no attention (attention=none).")
+    def __init__(self, num_sentences: int = 100) -> None:
+        super().__init__(num_sentences)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if pl_module.net.num_heads == 0 or not writes_after_validation(trainer):

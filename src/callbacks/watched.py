@@ -5,15 +5,19 @@ Lightning logs its own metrics at, so TensorBoard's step slider lines their imag
 `val/bleu`.
 """
 
+import logging
 from dataclasses import dataclass, field
 from weakref import WeakKeyDictionary
 
 import lightning as L
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.tensorboard import SummaryWriter
 
 from src.decoding import Hypothesis
 from src.lightning_compat import batches_that_stepped
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -50,6 +54,20 @@ def log_scalars(trainer: L.Trainer, scalars: dict[str, float]) -> None:
     """Write scalars to every logger at `logging_step` (Lightning's loggers write on rank zero only)."""
     for logger in trainer.loggers:
         logger.log_metrics(scalars, step=logging_step(trainer))
+
+
+class AttentionWatcher(Callback):
+    """What the attention heatmaps and statistics share: the `num_sentences` watched sentences, and, for a
+    model without attention (attention=none), one line at fit start that there is nothing to show."""
+
+    shows = "attention"  # what the subclass shows, for that line
+
+    def __init__(self, num_sentences: int) -> None:
+        self.num_sentences = num_sentences
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if pl_module.net.num_heads == 0 and trainer.is_global_zero:
+            log.info("No %s: the model has no attention (attention=none).", self.shows)
 
 
 def translate_watched(trainer: L.Trainer, module: L.LightningModule, n: int) -> list[WatchedSentence]:
