@@ -28,14 +28,16 @@ def rnn_model(**options) -> Seq2Seq:
     )
 
 
-def transformer_model(**options) -> Seq2Seq:
+def transformer_model(decoder_layers: int = 1, **options) -> Seq2Seq:
     torch.manual_seed(0)
     return Seq2Seq(
         VOCAB,
         VOCAB,
         encoder=functools.partial(TransformerEncoder, d_model=HIDDEN, num_layers=1, num_heads=2, d_ff=64),
         attention=functools.partial(MultiHeadAttention, num_heads=4, hidden_size=16),
-        decoder=functools.partial(TransformerDecoder, d_model=HIDDEN, num_layers=1, num_heads=2, d_ff=64),
+        decoder=functools.partial(
+            TransformerDecoder, d_model=HIDDEN, num_layers=decoder_layers, num_heads=2, d_ff=64
+        ),
         embedding_size=EMB,
         **options,
     )
@@ -86,21 +88,13 @@ def test_teacher_forcing_ratio_zero_feeds_back_greedy_predictions(name: str) -> 
         tokens = log_probs.argmax(-1, keepdim=True)
 
 
-def two_layer_transformer_model() -> Seq2Seq:
-    torch.manual_seed(0)
-    return Seq2Seq(
-        VOCAB,
-        VOCAB,
-        encoder=functools.partial(TransformerEncoder, d_model=HIDDEN, num_layers=1, num_heads=2, d_ff=64),
-        attention=functools.partial(MultiHeadAttention, num_heads=4, hidden_size=16),
-        decoder=functools.partial(TransformerDecoder, d_model=HIDDEN, num_layers=2, num_heads=2, d_ff=64),
-        embedding_size=EMB,
-    ).eval()
-
-
 @pytest.mark.parametrize("name", [*MODELS, "transformer_2_layers"])
 def test_attention_by_layer_ends_with_the_weights_forward_returns(name: str) -> None:
-    model = two_layer_transformer_model() if name == "transformer_2_layers" else MODELS[name]().eval()
+    model = (
+        transformer_model(decoder_layers=2).eval()
+        if name == "transformer_2_layers"
+        else MODELS[name]().eval()
+    )
     src, src_len, tgt_in = batch()
     _, weights = model(src, src_len, tgt_in)
     by_layer = model.attention_by_layer(src, src_len, tgt_in)
@@ -110,7 +104,7 @@ def test_attention_by_layer_ends_with_the_weights_forward_returns(name: str) -> 
 
 
 def test_attention_by_layer_gives_each_layer_its_own_distributions() -> None:
-    model = two_layer_transformer_model()
+    model = transformer_model(decoder_layers=2).eval()
     src, src_len, tgt_in = batch()
     by_layer = model.attention_by_layer(src, src_len, tgt_in)  # [batch, layers, heads, tgt_len, src_len]
     torch.testing.assert_close(by_layer.sum(-1), torch.ones(by_layer.shape[:-1]))

@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from src.checks import require_fraction, require_sizes
 from src.errors import ConfigError
 from src.models.attention import Attention, HeadGate, gated_self_attention
 from src.models.encoders import EncoderOutput, check_transformer_options, rnn_class
@@ -112,9 +111,7 @@ class RecurrentDecoder(Decoder):
         input_feeding: bool = True,
     ) -> None:
         super().__init__()
-        rnn = rnn_class(rnn_type, "decoder.rnn_type")
-        require_sizes("decoder", hidden_size=hidden_size, num_layers=num_layers)
-        require_fraction("decoder.dropout", dropout)
+        rnn = rnn_class("decoder", rnn_type, hidden_size, num_layers, dropout)
         self.attention = attention(query_size=hidden_size, key_size=memory_size)
         self.num_heads = self.attention.num_heads
         self.is_lstm = rnn is nn.LSTM

@@ -43,13 +43,18 @@ class Encoder(nn.Module):
         return None
 
 
-def rnn_class(rnn_type: str, option: str) -> type[nn.LSTM] | type[nn.GRU]:
-    """nn.LSTM or nn.GRU for the config option `option` (e.g. "encoder.rnn_type")."""
+def rnn_class(
+    group: str, rnn_type: str, hidden_size: int, num_layers: int, dropout: float
+) -> type[nn.LSTM] | type[nn.GRU]:
+    """nn.LSTM or nn.GRU for `<group>.rnn_type` (group: "encoder" or "decoder"), once the options of the
+    recurrent encoder or decoder are checked."""
+    require_sizes(group, hidden_size=hidden_size, num_layers=num_layers)
+    require_fraction(f"{group}.dropout", dropout)
     if rnn_type == "lstm":
         return nn.LSTM
     if rnn_type == "gru":
         return nn.GRU
-    raise ConfigError(f"{option}={rnn_type!r} is unknown; use lstm or gru.")
+    raise ConfigError(f"{group}.rnn_type={rnn_type!r} is unknown; use lstm or gru.")
 
 
 def check_transformer_options(
@@ -86,9 +91,7 @@ class RecurrentEncoder(Encoder):
         bidirectional: bool = True,
     ) -> None:
         super().__init__()
-        rnn = rnn_class(rnn_type, "encoder.rnn_type")
-        require_sizes("encoder", hidden_size=hidden_size, num_layers=num_layers)
-        require_fraction("encoder.dropout", dropout)
+        rnn = rnn_class("encoder", rnn_type, hidden_size, num_layers, dropout)
         if bidirectional and hidden_size % 2 != 0:
             raise ConfigError(
                 f"encoder.hidden_size={hidden_size} must be even with encoder.bidirectional=true "
