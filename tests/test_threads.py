@@ -53,3 +53,26 @@ def test_set_job_threads_applies_to_torch_and_to_child_processes(monkeypatch):
         assert os.environ["OMP_NUM_THREADS"] == "1"
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(
+    ("environment", "expected"),
+    [
+        ({}, {"GOMP_SPINCOUNT": "10000", "OMP_WAIT_POLICY": None}),  # the package bounds the spin
+        ({"GOMP_SPINCOUNT": "300000"}, {"GOMP_SPINCOUNT": "300000", "OMP_WAIT_POLICY": None}),
+        ({"OMP_WAIT_POLICY": "PASSIVE"}, {"GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": "PASSIVE"}),
+    ],
+)
+def test_importing_the_package_bounds_openmp_spinning_unless_the_user_chose(environment, expected):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    names = sorted(expected)
+    show = f"import json, os, src; print(json.dumps({{k: os.environ.get(k) for k in {names!r}}}))"
+    out = subprocess.run(
+        [sys.executable, "-c", show], env={**env, **environment}, capture_output=True, text=True, check=True
+    )
+    assert json.loads(out.stdout) == expected
