@@ -38,6 +38,7 @@ from src.benchmarks.training import build_module, lightning_throughput, raw_thro
 from src.config import register_resolvers, set_matmul_precision
 from src.data.datamodule import TranslationDataModule
 from src.decoding import SequenceGenerator
+from src.decoding.shortlist import Shortlist
 from src.entry import user_errors_exit
 from src.errors import ConfigError
 from src.hardware import check_precision, cpu_family
@@ -123,6 +124,7 @@ def decode_validation(
     net: torch.nn.Module,
     datamodule: TranslationDataModule,
     beam_size: int,
+    shortlist: Shortlist | None = None,
 ) -> Decoded:
     """Decode the validation set (its first `decode.max_sentences`) with the validation length limits."""
     pairs = datamodule.datasets["valid"].pairs[: cfg.decode.max_sentences]
@@ -132,7 +134,7 @@ def decode_validation(
         max_len_b=reference.model.val_generator.max_len_b,
     )
     sources, references = [src for src, _ in pairs], [tgt for _, tgt in pairs]
-    return decode(net, datamodule.codec, sources, references, generator, cfg.decode.batch_size)
+    return decode(net, datamodule.codec, sources, references, generator, cfg.decode.batch_size, shortlist)
 
 
 def measure_decoding(
@@ -147,13 +149,25 @@ def measure_decoding(
     int8_net = (
         quantize_int8(module.net) if any(search.get("int8") for search in cfg.decode.searches) else None
     )
+    shortlists = {
+        index: search_shortlist(cfg, search, datamodule)
+        for index, search in enumerate(cfg.decode.searches)
+        if search.get("shortlist")
+    }
     runs: dict[str, list[Decoded]] = {cfg.decode.searches[0].name: [greedy]}
     for _ in range(cfg.decode.rounds):
-        for search in cfg.decode.searches:
+        for index, search in enumerate(cfg.decode.searches):
             log.info("Decoding the validation set: %s", search.name)
             net = int8_net if search.get("int8") else module.net
             with matmul_precision_of(search):
-                decoded = decode_validation(cfg, reference, net, datamodule, search.beam_size)
+                decoded = decode_validation(
+                    cfg,
+                    reference,
+                    net,
+                    datamodule,
+                    search.beam_size,
+                    shortlists.get(index),
+                )
             runs.setdefault(search.name, []).append(decoded)
     rows = []
     for name, decoded in runs.items():
@@ -170,6 +184,24 @@ def measure_decoding(
     return rows
 
 
+def search_shortlist(cfg: DictConfig, search: DictConfig, datamodule: TranslationDataModule) -> Shortlist:
+    """The shortlist of a search with `shortlist: true` (decode.shortlist) or `shortlist: {best: ...}` (its
+    options over decode.shortlist's), built from the training pairs as python -m src.shortlist builds it."""
+    options = {
+        **cfg.decode.shortlist,
+        **(search.shortlist if isinstance(search.shortlist, DictConfig) else {}),
+    }
+    train, codec = datamodule.datasets["train"], datamodule.codec
+    return Shortlist.build(
+        train.src_ids,
+        train.tgt_ids,
+        len(codec.src_vocab),
+        len(codec.tgt_vocab),
+        options["frequent"],
+        options["best"],
+    )
+
+
 @contextmanager
 def matmul_precision_of(node: DictConfig) -> Iterator[None]:
     """Run the block at `node`'s `float32_matmul_precision` when it sets one, then restore the current."""
@@ -184,7 +216,12 @@ def matmul_precision_of(node: DictConfig) -> Iterator[None]:
 
 def check_first_search(search: DictConfig) -> None:
     """The first search counts the bleu part's decoding as a round: it must be that decoding."""
-    if search.beam_size != 1 or search.get("int8") or "float32_matmul_precision" in search:
+    if (
+        search.beam_size != 1
+        or search.get("int8")
+        or search.get("shortlist")
+        or "float32_matmul_precision" in search
+    ):
         raise ConfigError(
             f"decode.searches[0] ({search.name}) must be plain greedy search ({{name: greedy, beam_size: 1}}): "
             "its first round is the greedy decoding of the bleu part. Put the other searches after it."

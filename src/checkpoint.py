@@ -21,6 +21,7 @@ from torch import nn
 
 from src.config import set_matmul_precision
 from src.data.codec import Codec
+from src.decoding.shortlist import Shortlist
 from src.errors import CheckpointError, ConfigError
 from src.models.quantization import quantize_int8
 from src.translator import Translator
@@ -134,7 +135,8 @@ def load_translator(cfg: DictConfig) -> tuple[Translator, dict[str, Any]]:
 
     Reads `ckpt_path`, `decode` (a `SequenceGenerator` node) and the `inference` group's options
     (conf/inference/search.yaml, checked by `check_inference_options`): `device` (auto, cpu, cuda, cuda:N),
-    `batch_size`, `max_src_len`, `int8` (int8 linear layers on the CPU: `src.models.quantization`) and
+    `batch_size`, `max_src_len`, `int8` (int8 linear layers on the CPU: `src.models.quantization`),
+    `shortlist` (a vocabulary shortlist file: `src.decoding.shortlist`) and
     `float32_matmul_precision` (see `src.config.set_matmul_precision`).
     """
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
@@ -147,9 +149,18 @@ def load_translator(cfg: DictConfig) -> tuple[Translator, dict[str, Any]]:
     device = resolve_device(cfg.device)
     if cfg.get("int8") and device.type != "cpu":
         raise ConfigError(f"int8=true quantises for the CPU only; use device=cpu (got device={cfg.device}).")
+    if cfg.get("int8") and cfg.get("shortlist"):
+        raise ConfigError(
+            "int8=true and shortlist= cannot be combined yet (the shortlist gathers rows of a float output "
+            "layer): use one of them."
+        )
     loaded = load_model(cfg.ckpt_path, device)
     net = quantize_int8(loaded.net) if cfg.get("int8") else loaded.net
-    translator = Translator(net, loaded.codec, generator, cfg.batch_size, cfg.max_src_len)
+    shortlist = None
+    if cfg.get("shortlist"):
+        shortlist = Shortlist.load(cfg.shortlist)
+        shortlist.check_fits(len(loaded.codec.src_vocab), len(loaded.codec.tgt_vocab), cfg.shortlist)
+    translator = Translator(net, loaded.codec, generator, cfg.batch_size, cfg.max_src_len, shortlist)
     return translator, loaded.config
 
 

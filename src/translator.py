@@ -14,6 +14,7 @@ from src.data.batch import collate_sources
 from src.data.codec import Codec
 from src.data.vocab import EOS
 from src.decoding import Hypothesis, SequenceGenerator
+from src.decoding.shortlist import Shortlist
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +31,14 @@ class Translator:
         generator: SequenceGenerator,
         batch_size: int = 64,
         max_src_len: int | None = 200,
+        shortlist: Shortlist | None = None,
     ):
+        """`shortlist`: restrict the output layer, per batch, to the target tokens the batch's source
+        tokens co-occur with in the training data (`src.decoding.shortlist`); None: the whole vocabulary."""
         self.check_options(batch_size, max_src_len)
         self.net, self.codec, self.generator = net, codec, generator
         self.batch_size, self.max_src_len = batch_size, max_src_len
+        self.shortlist = shortlist
 
     @staticmethod
     def check_options(batch_size: Any, max_src_len: Any) -> None:
@@ -75,7 +80,12 @@ class Translator:
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
                 src, src_len = collate_sources([ids[i] for i in chunk])
-                nbest = self.generator(self.net, src.to(device), src_len.to(device))
+                src, src_len = src.to(device), src_len.to(device)
+                if self.shortlist is None:
+                    nbest = self.generator(self.net, src, src_len)
+                else:
+                    model = self.shortlist.restrict(self.net, src)
+                    nbest = model.full_ids(self.generator(model, src, src_len))
                 for i, hyps in zip(chunk, nbest, strict=True):
                     results[i] = hyps
         finally:

@@ -33,6 +33,8 @@ def test_tiny_benchmark_writes_json_and_markdown(tmp_path: Path, monkeypatch: py
     assert [row["search"] for row in results["decoding"]] == [
         "greedy",
         "beam 5",
+        "greedy, shortlist",
+        "beam 5, shortlist",
         "greedy, int8 linear layers",
         "beam 5, int8 linear layers",
         "greedy, float32_matmul_precision=medium",

@@ -7,6 +7,7 @@ from torch import nn
 
 from src.data.codec import Codec
 from src.decoding import SequenceGenerator
+from src.decoding.shortlist import Shortlist
 from src.metrics import corpus_scores
 from src.translator import Translator, bleu_hypothesis, bleu_reference
 
@@ -30,9 +31,10 @@ def decode(
     references: list[str],
     generator: SequenceGenerator,
     batch_size: int,
+    shortlist: Shortlist | None = None,
 ) -> Decoded:
     """Translate `sources` (tokenising, batching by length, searching) and score the best hypotheses."""
-    translator = Translator(net, codec, generator, batch_size=batch_size)
+    translator = Translator(net, codec, generator, batch_size=batch_size, shortlist=shortlist)
     start = time.perf_counter()
     nbest = translator.translate(sources)
     seconds = time.perf_counter() - start

@@ -127,12 +127,19 @@ class Seq2Seq(nn.Module):
         """-> (cache, state) for `decode_step`; see `Decoder.start`."""
         return self.decoder.start(enc)
 
+    def decode_features(
+        self, tokens: Tensor, cache: dict[str, Tensor], state: dict[str, Tensor]
+    ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+        """tokens `[batch, len]` -> (the decoder's output `[batch, len, hidden]`, the input of the output
+        layer; attn_weights; state). A vocabulary shortlist applies its own rows of the output layer to it."""
+        tgt_emb = self.embedding_dropout(self.tgt_embedding(tokens))  # [batch, len, emb]
+        return self.decoder(tgt_emb, cache, state)
+
     def _decode(
         self, tokens: Tensor, cache: dict[str, Tensor], state: dict[str, Tensor]
     ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
         """tokens `[batch, len]` -> (logits `[batch, len, tgt_vocab]`, attn_weights, state)."""
-        tgt_emb = self.embedding_dropout(self.tgt_embedding(tokens))  # [batch, len, emb]
-        output, attn_weights, state = self.decoder(tgt_emb, cache, state)
+        output, attn_weights, state = self.decode_features(tokens, cache, state)
         return self.output_layer(output), attn_weights, state
 
     def forward(
