@@ -11,7 +11,9 @@ rows' hypotheses are paired by seed and sentence (the seeds both rows have), and
 of resampled test sets on which the row does not beat the baseline by more than by chance (sacrebleu's
 definition). Also per row: parameters, epochs and training time to the best checkpoint, training target
 tokens/s, greedy and beam sentences/s, and the attention's entropy, monotonicity and coverage on the test
-set (greedy outputs; `src.callbacks.attention_measures`).
+set (greedy outputs; `src.callbacks.attention_measures`). With `--attribution N`: how well the attention agrees
+with integrated gradients on the first N test sentences (`python -m src.analyze attribution`: the mean rank
+correlation per output token, and how often both put the same source token first).
 
 Writes `study.md`, `study.csv`, `study_bleu.png` (test BLEU per row) and `study_by_length.png` (BLEU
 against source length, one curve per row, error bars over seeds) into the folder (or `--out`). Decoding
@@ -34,6 +36,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from sacrebleu.significance import PairedTest
 
+from src.analyze import analyze_attribution
 from src.callbacks.attention_measures import mean_measures
 from src.checkpoint import load_translator
 from src.config import PROJECT_ROOT, register_resolvers
@@ -76,6 +79,7 @@ class Job:
     summary: Any
     greedy: Decoded
     beam: Decoded
+    attribution: dict[str, Any] | None = None  # attention against integrated gradients (`--attribution`)
 
 
 def model_name(overrides: list[str], varying: set[str] | None = None) -> str:
@@ -170,7 +174,34 @@ class TestSet:
         )
 
 
-def collect_jobs(folder: Path, beam_size: int, test_path: str | None, refresh: bool) -> list[Job]:
+def attribute_run(
+    folder: Path, sentences: int, test_path: str | None, refresh: bool = False
+) -> dict[str, Any]:
+    """`python -m src.analyze attribution` on a run's best checkpoint and the first `sentences` test sentences,
+    into `<run>/study/attribution/` (from there if fresh): the summary of integrated gradients."""
+    ckpt = folder / "checkpoints" / "best.ckpt"
+    stamp = f"{ckpt.stat().st_mtime_ns}:{ckpt.stat().st_size}:{test_path}:{sentences}"
+    out = folder / CACHE_DIR / "attribution"
+    cached = out / "study_stamp.json"
+    if not refresh and cached.is_file() and json.loads(cached.read_text(encoding="utf-8")) == stamp:
+        result = json.loads((out / "attribution.json").read_text(encoding="utf-8"))
+    else:
+        with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+            cfg = compose("analyze", ["analysis=attribution", f"attribution.max_sentences={sentences}"])
+        cfg.ckpt_path, cfg.paths.output_dir = (
+            str(ckpt),
+            str(out),
+        )  # not overrides: `=` and `,` in folder names
+        cfg.data.test_path = test_path
+        with torch.enable_grad():
+            result = analyze_attribution(cfg)
+        cached.write_text(json.dumps(stamp) + "\n", encoding="utf-8")
+    return result["methods"]["integrated_gradients"] | {"attention": result["attention"]}
+
+
+def collect_jobs(
+    folder: Path, beam_size: int, test_path: str | None, refresh: bool, attribution: int = 0
+) -> list[Job]:
     jobs = []
     runs = collect_runs(folder)
     varying = varying_options([run.overrides for run in runs])
@@ -181,7 +212,8 @@ def collect_jobs(folder: Path, beam_size: int, test_path: str | None, refresh: b
         config = OmegaConf.load(run.folder / ".hydra" / "config.yaml")
         greedy, beam = decode_run(run.folder, beam_size, test_path, refresh)
         name = model_name(run.overrides, varying if len(runs) > 1 else None)
-        jobs.append(Job(run.folder, name, int(config.seed), run.summary, greedy, beam))
+        attributed = attribute_run(run.folder, attribution, test_path, refresh) if attribution else None
+        jobs.append(Job(run.folder, name, int(config.seed), run.summary, greedy, beam, attributed))
     if not jobs:
         raise ConfigError(f"No completed run with a best checkpoint under {folder}.")
     return jobs
@@ -246,6 +278,10 @@ def rows_of(jobs: list[Job], baseline: str | None, n_samples: int) -> list[dict[
                 m: [j.greedy.attention.get(m) for j in members]
                 for m in ("entropy", "monotonicity", "coverage")
             },
+            **{
+                f"ig_{key}": [(j.attribution or {}).get(key) for j in members]
+                for key in ("spearman", "top_agreement")
+            },
         }
         for key, series in values.items():
             row[key], row[f"{key}_std"] = mean_std(series)
@@ -289,6 +325,8 @@ COLUMNS = [
     ("entropy", "entropy", 2),
     ("monotonicity", "monotonicity", 2),
     ("coverage", "coverage", 2),
+    ("ig_spearman", "attn~IG ρ", 2),
+    ("ig_top_agreement", "attn=IG top-1", 2),
 ]
 
 
@@ -343,9 +381,9 @@ def bleu_figure(rows: list[dict[str, Any]]) -> Any:
 
 
 def study(folder: Path, baseline: str | None, beam_size: int, out: Path | None, test_path: str | None,
-          n_samples: int = 1000, refresh: bool = False) -> list[Path]:  # fmt: skip
+          n_samples: int = 1000, refresh: bool = False, attribution: int = 0) -> list[Path]:  # fmt: skip
     torch.set_grad_enabled(False)
-    rows = rows_of(collect_jobs(folder, beam_size, test_path, refresh), baseline, n_samples)
+    rows = rows_of(collect_jobs(folder, beam_size, test_path, refresh, attribution), baseline, n_samples)
     rows.sort(key=lambda row: -(row["bleu"] or 0))
     out = out or folder
     out.mkdir(parents=True, exist_ok=True)
@@ -380,10 +418,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--out", type=Path, default=None, help="where to write the files (default: the folder)"
     )
+    parser.add_argument(
+        "--attribution",
+        type=int,
+        default=0,
+        metavar="N",
+        help="compare attention with integrated gradients on each run's first N test sentences "
+        "(python -m src.analyze attribution; columns attn~IG ρ and attn=IG top-1); default 0: off",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     paths = study(
-        args.folder, args.baseline, args.beam, args.out, args.test_path, args.bootstrap, args.refresh
+        args.folder,
+        args.baseline,
+        args.beam,
+        args.out,
+        args.test_path,
+        args.bootstrap,
+        args.refresh,
+        args.attribution,
     )
     print("Wrote " + ", ".join(str(p) for p in paths))
 

@@ -75,3 +75,15 @@ def test_study_table_has_one_row_per_model_with_seeds_and_a_p_value(study_sweep,
 def test_an_unknown_baseline_names_the_rows(study_sweep, tmp_path, one_thread):
     with pytest.raises(ConfigError, match="is not a row; the rows are: .*attention=none"):
         study(study_sweep, "attention=luong_dot", beam_size=2, out=tmp_path, test_path=None, n_samples=10)
+
+
+def test_the_attribution_columns_compare_attention_with_integrated_gradients(
+    study_sweep, tmp_path, one_thread
+):
+    study(study_sweep, None, beam_size=2, out=tmp_path, test_path=None, n_samples=10, attribution=3)
+    rows = {row["model"]: row for row in json.loads((tmp_path / "study.json").read_text())}
+    with_attention = [row for name, row in rows.items() if name != "attention=none"]
+    assert all(-1 <= row["ig_spearman"] <= 1 and 0 <= row["ig_top_agreement"] <= 1 for row in with_attention)
+    assert rows["attention=none"]["ig_spearman"] is None  # nothing to compare
+    assert "attn~IG ρ" in (tmp_path / "study.md").read_text()
+    assert sorted(study_sweep.glob("*/study/attribution/attribution.json"))
