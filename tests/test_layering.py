@@ -5,7 +5,7 @@ import sys
 
 from src.config import PROJECT_ROOT
 
-INFERENCE_COMMANDS = ("src.evaluate", "src.translate", "src.visualize", "src.align")
+INFERENCE_COMMANDS = ("src.evaluate", "src.translate", "src.visualize", "src.align", "src.shortlist")
 
 
 def imported_modules(*modules: str) -> set[str]:
