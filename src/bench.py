@@ -17,6 +17,7 @@ import logging
 import os
 import platform
 import resource
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -33,7 +34,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from src.benchmarks import naive, report
-from src.benchmarks.decoding import Decoded, decode
+from src.benchmarks.decoding import Decoded, decode, decode_ctranslate2
 from src.benchmarks.training import build_module, lightning_throughput, raw_throughput, train_until
 from src.config import register_resolvers, set_matmul_precision
 from src.data.datamodule import TranslationDataModule
@@ -41,6 +42,7 @@ from src.decoding import SequenceGenerator
 from src.decoding.shortlist import Shortlist
 from src.entry import user_errors_exit
 from src.errors import ConfigError
+from src.export import export_ctranslate2, require_ctranslate2
 from src.hardware import check_precision, cpu_family
 from src.lit_module import TranslationModule
 from src.models.quantization import quantize_int8
@@ -125,8 +127,10 @@ def decode_validation(
     datamodule: TranslationDataModule,
     beam_size: int,
     shortlist: Shortlist | None = None,
+    ctranslate2_translator: Any | None = None,
 ) -> Decoded:
-    """Decode the validation set (its first `decode.max_sentences`) with the validation length limits."""
+    """Decode the validation set (its first `decode.max_sentences`) with the validation length limits; with
+    `ctranslate2_translator`, that engine decodes (the same model, exported: `src.export`)."""
     pairs = datamodule.datasets["valid"].pairs[: cfg.decode.max_sentences]
     generator = SequenceGenerator(
         beam_size=beam_size,
@@ -134,6 +138,10 @@ def decode_validation(
         max_len_b=reference.model.val_generator.max_len_b,
     )
     sources, references = [src for src, _ in pairs], [tgt for _, tgt in pairs]
+    if ctranslate2_translator is not None:
+        return decode_ctranslate2(
+            ctranslate2_translator, datamodule.codec, sources, references, generator, cfg.decode.batch_size
+        )
     return decode(net, datamodule.codec, sources, references, generator, cfg.decode.batch_size, shortlist)
 
 
@@ -154,6 +162,11 @@ def measure_decoding(
         for index, search in enumerate(cfg.decode.searches)
         if search.get("shortlist")
     }
+    engine = (
+        exported_ctranslate2(module, datamodule)
+        if any(s.get("ctranslate2") for s in cfg.decode.searches)
+        else None
+    )
     runs: dict[str, list[Decoded]] = {cfg.decode.searches[0].name: [greedy]}
     for _ in range(cfg.decode.rounds):
         for index, search in enumerate(cfg.decode.searches):
@@ -167,6 +180,7 @@ def measure_decoding(
                     datamodule,
                     search.beam_size,
                     shortlists.get(index),
+                    engine if search.get("ctranslate2") else None,
                 )
             runs.setdefault(search.name, []).append(decoded)
     rows = []
@@ -182,6 +196,17 @@ def measure_decoding(
             }
         )
     return rows
+
+
+def exported_ctranslate2(module: TranslationModule, datamodule: TranslationDataModule) -> Any:
+    """The decoded model exported for CTranslate2 (`python -m src.export`), loaded on the CPU with this
+    process's threads (the translator keeps the weights in memory; the folder is temporary)."""
+    ctranslate2 = require_ctranslate2()
+    with tempfile.TemporaryDirectory() as folder:
+        export_ctranslate2(module.net, datamodule.codec, Path(folder) / "model")
+        return ctranslate2.Translator(
+            str(Path(folder) / "model"), device="cpu", inter_threads=1, intra_threads=torch.get_num_threads()
+        )
 
 
 def search_shortlist(cfg: DictConfig, search: DictConfig, datamodule: TranslationDataModule) -> Shortlist:
@@ -220,6 +245,7 @@ def check_first_search(search: DictConfig) -> None:
         search.beam_size != 1
         or search.get("int8")
         or search.get("shortlist")
+        or search.get("ctranslate2")
         or "float32_matmul_precision" in search
     ):
         raise ConfigError(

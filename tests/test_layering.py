@@ -5,7 +5,14 @@ import sys
 
 from src.config import PROJECT_ROOT
 
-INFERENCE_COMMANDS = ("src.evaluate", "src.translate", "src.visualize", "src.align", "src.shortlist")
+INFERENCE_COMMANDS = (
+    "src.evaluate",
+    "src.translate",
+    "src.visualize",
+    "src.align",
+    "src.shortlist",
+    "src.export",
+)
 
 
 def imported_modules(*modules: str) -> set[str]:
