@@ -1,7 +1,7 @@
 """Benchmark speed and quality on this machine: `python -m src.bench [key=value ...]` (see conf/bench.yaml).
 
 One process measures, in this order (the BLEU budget counts from process start, so it comes first):
-  bleu    train the reference model (`experiment`) with Lightning until `bleu.budget_minutes` after the
+  bleu    train the reference model (`train_experiment`) with Lightning until `bleu.budget_minutes` after the
           process started; score greedy search on the validation set;
   decode  the validation set decoded with that model by each of `decode.searches` (greedy, beam, int8
           linear layers, float32 matmul precisions);
@@ -116,8 +116,8 @@ def train_reference(
 
 
 def train_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
-    """The training config `python -m src.train experiment=<cfg.experiment> <overrides>` would run."""
-    return compose("train", overrides=[f"experiment={cfg.experiment}", *cfg.overrides, *overrides])
+    """The training config `python -m src.train experiment=<cfg.train_experiment> <overrides>` would run."""
+    return compose("train", overrides=[f"experiment={cfg.train_experiment}", *cfg.overrides, *overrides])
 
 
 def decode_validation(
@@ -350,7 +350,7 @@ def machine() -> dict[str, Any]:
 
 def settings(cfg: DictConfig, reference: DictConfig) -> dict[str, Any]:
     return {
-        "experiment": cfg.experiment,
+        "experiment": cfg.train_experiment,
         "overrides": list(cfg.overrides),
         "parts": list(cfg.parts),
         "precision": str(reference.trainer.precision),

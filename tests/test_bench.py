@@ -79,3 +79,10 @@ def test_step_timer_counts_batches_over_epochs() -> None:
         timer.on_train_batch_end(None, None, None, batch, batch_idx)
     result = timer.result()
     assert (result.steps, result.target_tokens, result.sentences) == (3, 15, 6)
+
+
+def test_the_training_experiment_is_an_option_of_the_command_line():
+    from tests.conftest import compose_config
+
+    cfg = compose_config("bench", ["train_experiment=tatoeba_transformer"])
+    assert cfg.train_experiment == "tatoeba_transformer"
