@@ -89,25 +89,35 @@ def gated_self_attention(
     keep: Tensor | None,
     future: Tensor | None,
     gate: HeadGate,
+    context: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The self-attention of `nn.MultiheadAttention` (its own weights, packed in-projection, batch first)
     computed head by head, so that its heads can be gated and their weights read:
 
         head_i = softmax((W^Q_i x)(W^K_i x)^T / sqrt(d_h)) (W^V_i x),   out = W^O [g_1 head_1; ...]
 
-    x `[batch, len, d_model]`; keep `[batch, len]` bool (True = a real key) or None; future `[len, len]`
-    bool (True = a later position, hidden) or None -> (out `[batch, len, d_model]`, weights
-    `[batch, heads, len, len]`, before dropout). With no gate it equals the module's own forward (up to
+    x `[batch, len, d_model]`; keep `[batch, keys]` bool (True = a real key) or None; future `[len, keys]`
+    bool (True = a later position, hidden) or None; context `[batch, keys, d_model]`: the keys and values are
+    computed from it (a decoder's cached prefix and x), None: from x -> (out `[batch, len, d_model]`, weights
+    `[batch, heads, len, keys]`, before dropout). With no gate it equals the module's own forward (up to
     rounding: PyTorch's fused kernels sum in another order).
     """
     batch, length, _ = x.shape
     heads, head_size = attention.num_heads, attention.head_dim
-    projected = F.linear(x, attention.in_proj_weight, attention.in_proj_bias)  # [batch, len, 3 * d_model]
-    queries, keys, values = (
-        part.view(batch, length, heads, head_size).transpose(1, 2) for part in projected.chunk(3, dim=-1)
-    )  # each [batch, heads, len, head_size]
-    scores = queries @ keys.transpose(2, 3) / math.sqrt(head_size)  # [batch, heads, len, len]
-    hidden = torch.zeros(batch, 1, length, length, dtype=torch.bool, device=x.device)
+
+    def split(part: Tensor) -> Tensor:  # [batch, n, d_model] -> [batch, heads, n, head_size]
+        return part.view(batch, part.size(1), heads, head_size).transpose(1, 2)
+
+    if context is None:
+        projected = F.linear(x, attention.in_proj_weight, attention.in_proj_bias)  # [batch, len, 3 * d_model]
+        queries, keys, values = (split(part) for part in projected.chunk(3, dim=-1))
+    else:
+        w_q, w_kv = attention.in_proj_weight.split([attention.embed_dim, 2 * attention.embed_dim])
+        b_q, b_kv = attention.in_proj_bias.split([attention.embed_dim, 2 * attention.embed_dim])
+        queries = split(F.linear(x, w_q, b_q))
+        keys, values = (split(part) for part in F.linear(context, w_kv, b_kv).chunk(2, dim=-1))
+    scores = queries @ keys.transpose(2, 3) / math.sqrt(head_size)  # [batch, heads, len, keys]
+    hidden = torch.zeros(batch, 1, length, keys.size(2), dtype=torch.bool, device=x.device)
     if future is not None:
         hidden = hidden | future
     if keep is not None:

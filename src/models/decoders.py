@@ -286,19 +286,23 @@ class TransformerDecoderLayer(nn.Module):
         keys: Tensor,
         values: Tensor,
         mask: Tensor,
+        cached: Tensor,
         need_self_weights: bool = False,
-    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """x `[batch, len, d_model]`, future `[len, len]` (True = a later position, hidden) -> (x
-        `[batch, len, d_model]`, cross-attention weights `[batch, heads, len, src_len]`, with
-        `need_self_weights` the self-attention weights `[batch, heads, len, len]`, else None)."""
+    ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor]:
+        """x `[batch, len, d_model]`: the new positions; cached `[batch, t, d_model]`: the self-attention
+        inputs LN(x) of the t positions before them (the keys and values are computed from these); future
+        `[len, t + len]` (True = a later position, hidden) -> (x `[batch, len, d_model]`, cross-attention
+        weights `[batch, heads, len, src_len]`, with `need_self_weights` the self-attention weights
+        `[batch, heads, len, t + len]`, else None; the self-attention inputs of all t + len positions)."""
         h = self.self_attention_norm(x)
+        inputs = torch.cat([cached, h], dim=1)  # [batch, t + len, d_model]
         self_weights = None
         if need_self_weights or self.self_attention_gate.active:
             h, self_weights = gated_self_attention(
-                self.self_attention, h, None, future, self.self_attention_gate
+                self.self_attention, h, None, future, self.self_attention_gate, inputs
             )
         else:
-            h, _ = self.self_attention(h, h, h, attn_mask=future, need_weights=False)
+            h, _ = self.self_attention(h, inputs, inputs, attn_mask=future, need_weights=False)
         x = x + self.dropout(h)
         h = self.cross_attention_norm(x)
         context, weights, _ = self.cross_attention(
@@ -306,7 +310,7 @@ class TransformerDecoderLayer(nn.Module):
         )
         x = x + self.dropout(context)
         x = x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
-        return x, weights, self_weights if need_self_weights else None
+        return x, weights, self_weights if need_self_weights else None, inputs
 
 
 class TransformerDecoder(Decoder):
@@ -318,8 +322,10 @@ class TransformerDecoder(Decoder):
         output = LN(x_L)
 
     The memory is projected to d_model once per batch (in `start`) if its size differs. Incremental
-    decoding keeps the embedded prefix in the state ({"prefix": [batch, t, emb]}); `forward` appends the
-    new positions, runs the stack causally over the whole prefix and returns only the new positions. The
+    decoding caches, per layer, the self-attention inputs LN(x) of the positions decoded so far
+    ({"inputs": [batch, layers, t, d_model]}): a step computes only its new positions, whose queries attend to
+    the keys and values of the cached ones and of themselves (causally), so a step costs one position's
+    feed-forward and cross-attention instead of the whole prefix's. The
     returned weights are the last layer's cross-attention weights; `attention_by_layer` gives every
     layer's, `self_attention_by_layer` every layer's self-attention.
     """
@@ -380,8 +386,8 @@ class TransformerDecoder(Decoder):
             "values": torch.stack([values for _, values in prepared], dim=1),  # [batch, layers, ...]
             "mask": enc.mask,
         }
-        prefix = enc.memory.new_zeros(enc.memory.size(0), 0, self.embedding_size)  # [batch, 0, emb]
-        return cache, {"prefix": prefix}
+        inputs = enc.memory.new_zeros(enc.memory.size(0), len(self.layers), 0, self.d_model)
+        return cache, {"inputs": inputs}  # [batch, layers, 0, d_model]: nothing decoded yet
 
     def forward(
         self, tgt_emb: Tensor, cache: dict[str, Tensor], state: dict[str, Tensor]
@@ -399,7 +405,7 @@ class TransformerDecoder(Decoder):
         self, tgt_emb: Tensor, cache: dict[str, Tensor], state: dict[str, Tensor]
     ) -> Tensor | None:
         _, _, _, self_weights = self._run(tgt_emb, cache, state, need_self_weights=True)
-        return torch.stack(self_weights, dim=1)  # [batch, layers, heads, tgt_len, prefix_len + tgt_len]
+        return torch.stack(self_weights, dim=1)  # [batch, layers, heads, tgt_len, t + tgt_len]
 
     def _run(
         self,
@@ -411,19 +417,19 @@ class TransformerDecoder(Decoder):
         """-> (output `[batch, tgt_len, d_model]`, per layer the cross-attention weights
         `[batch, heads, tgt_len, src_len]` of the new positions, the state, with `need_self_weights` per
         layer the self-attention weights of the new positions `[batch, heads, tgt_len, t + tgt_len]`)."""
-        prefix = torch.cat([state["prefix"], tgt_emb], dim=1)  # [batch, t + tgt_len, emb]
-        length = prefix.size(1)
-        future = torch.ones(length, length, dtype=torch.bool, device=prefix.device).triu(diagonal=1)
-        x = self.input_layer(prefix) * math.sqrt(self.d_model)  # [batch, t + tgt_len, d_model]
-        x = self.dropout(self.positions(x))
-        new = slice(length - tgt_emb.size(1), length)
-        weights, self_weights = [], []
+        done, new = state["inputs"].size(2), tgt_emb.size(1)  # positions decoded before, and now
+        future = torch.ones(new, done + new, dtype=torch.bool, device=tgt_emb.device).triu(diagonal=done + 1)
+        x = self.input_layer(tgt_emb) * math.sqrt(self.d_model)  # [batch, tgt_len, d_model]
+        x = self.dropout(self.positions(x, offset=done))
+        weights, self_weights, inputs = [], [], []
         for i, layer in enumerate(self.layers):
-            x, layer_weights, layer_self_weights = layer(
-                x, future, cache["keys"][:, i], cache["values"][:, i], cache["mask"], need_self_weights
-            )
-            weights.append(layer_weights[:, :, new])
+            x, layer_weights, layer_self_weights, layer_inputs = layer(
+                x, future, cache["keys"][:, i], cache["values"][:, i], cache["mask"], state["inputs"][:, i],
+                need_self_weights,
+            )  # fmt: skip
+            weights.append(layer_weights)
+            inputs.append(layer_inputs)
             if need_self_weights:
-                self_weights.append(layer_self_weights[:, :, new])
-        output = self.norm(x[:, new])  # [batch, tgt_len, d_model]
-        return output, weights, {"prefix": prefix}, self_weights
+                self_weights.append(layer_self_weights)
+        output = self.norm(x)  # [batch, tgt_len, d_model]
+        return output, weights, {"inputs": torch.stack(inputs, dim=1)}, self_weights

@@ -29,15 +29,16 @@ class Positions(nn.Module):
         """The position vectors of positions 0 .. length - 1: `[length, size]`."""
         raise NotImplementedError
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x `[batch, seq_len, size]` -> x + positions `[batch, seq_len, size]`."""
-        length = x.size(1)
+    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
+        """x `[batch, seq_len, size]` at positions offset .. offset + seq_len - 1 -> x + their position
+        vectors `[batch, seq_len, size]` (an offset: the positions that follow a decoder's cached prefix)."""
+        length = offset + x.size(1)
         if length > self.max_positions:
             raise ConfigError(
                 f"{self.owner}.max_positions={self.max_positions} is too small for a sequence of "
                 f"{length} tokens; raise {self.owner}.max_positions or drop longer sentences from the data."
             )
-        return x + self.positions(length).to(x.dtype)
+        return x + self.positions(length)[offset:].to(x.dtype)
 
 
 class SinusoidalPositions(Positions):
