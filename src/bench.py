@@ -4,7 +4,7 @@ One process measures, in this order (the BLEU budget counts from process start, 
   bleu    train the reference model (`train_experiment`) with Lightning until `bleu.budget_minutes` after the
           process started; score greedy search on the validation set;
   decode  the validation set decoded with that model by each of `decode.searches` (greedy, beam, int8
-          linear layers, float32 matmul precisions);
+          linear layers, a vocabulary shortlist, CTranslate2 for Transformers, float32 matmul precisions);
   train   training throughput of each of `train.models`: a raw PyTorch loop and the Lightning Trainer,
           interleaved over `train.rounds` rounds;
   naive   the reference model trained and decoded one sentence at a time (the tutorial way).

@@ -34,6 +34,7 @@ from src.models.attention import MultiHeadAttention
 from src.models.decoders import TransformerDecoder
 from src.models.encoders import TransformerEncoder
 from src.models.seq2seq import Seq2Seq
+from src.translator import length_sorted_batches
 
 log = logging.getLogger("seq2seq-lab")
 register_resolvers()
@@ -118,10 +119,9 @@ def ctranslate2_spec(net: Seq2Seq, codec: Codec) -> Any:
         ("decoder", net.tgt_embedding, decoder),
     ):
         target = getattr(spec, side)
-        embeddings = (
-            target.embeddings[0] if isinstance(target.embeddings, list) else target.embeddings
-        )  # encoder:
-        embeddings.weight = value(embedding.weight)  # one table per source feature
+        # the encoder's spec holds a list of tables (one per source feature), the decoder's one table
+        embeddings = target.embeddings[0] if isinstance(target.embeddings, list) else target.embeddings
+        embeddings.weight = value(embedding.weight)
         target.scale_embeddings = True  # ours: sqrt(d_model) * embedding + position
         target.position_encodings.encodings = value(
             module.positions.positions(module.positions.max_positions)
@@ -168,12 +168,8 @@ def translate_ctranslate2(
     batches of similar length, as our `Translator` forms them, each limited to max_len_a * its longest
     source + max_len_b tokens (CTranslate2 takes one limit per batch, ours one per sentence)."""
     tokens = [codec.src_tokens(source) for source in sources]
-    order = sorted(range(len(sources)), key=lambda i: len(tokens[i]))
     outputs: list[list[int]] = [[] for _ in sources]
-    for start in range(0, len(order), batch_size):
-        chunk = [i for i in order[start : start + batch_size] if tokens[i]]
-        if not chunk:
-            continue
+    for chunk in length_sorted_batches([len(t) for t in tokens], batch_size):
         longest = max(len(tokens[i]) for i in chunk)
         results = translator.translate_batch(
             [tokens[i] for i in chunk],

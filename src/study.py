@@ -188,11 +188,8 @@ def attribute_run(
     else:
         with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
             cfg = compose("analyze", ["analysis=attribution", f"attribution.max_sentences={sentences}"])
-        cfg.ckpt_path, cfg.paths.output_dir = (
-            str(ckpt),
-            str(out),
-        )  # not overrides: `=` and `,` in folder names
-        cfg.data.test_path = test_path
+        # set, not overridden: job folders have `=` and `,` in their names
+        cfg.ckpt_path, cfg.paths.output_dir, cfg.data.test_path = str(ckpt), str(out), test_path
         with torch.enable_grad():
             result = analyze_attribution(cfg)
         cached.write_text(json.dumps(stamp) + "\n", encoding="utf-8")

@@ -21,6 +21,13 @@ log = logging.getLogger(__name__)
 EMPTY = Hypothesis(tokens=[], score=0.0, log_prob=0.0, attention=None)
 
 
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """The indices of the non-empty inputs, shortest first, in batches of `batch_size`: inputs of similar
+    length share a batch, so little of a batch is padding."""
+    order = sorted((i for i, length in enumerate(lengths) if length), key=lambda i: lengths[i])
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
 class Translator:
     """Translate sentences with `net`, in batches of similar length, returning results in input order."""
 
@@ -72,13 +79,11 @@ class Translator:
         """n-best hypotheses (best first) per input sentence; an empty sentence gives an empty translation."""
         ids = [self.encode(text) for text in texts]
         results: list[list[Hypothesis]] = [[EMPTY] for _ in texts]
-        order = sorted((i for i in range(len(ids)) if ids[i]), key=lambda i: len(ids[i]))
         device = next(self.net.parameters()).device
         was_training = self.net.training
         self.net.eval()
         try:
-            for start in range(0, len(order), self.batch_size):
-                chunk = order[start : start + self.batch_size]
+            for chunk in length_sorted_batches([len(i) for i in ids], self.batch_size):
                 src, src_len = collate_sources([ids[i] for i in chunk])
                 src, src_len = src.to(device), src_len.to(device)
                 if self.shortlist is None:

@@ -6,7 +6,7 @@ shortlist restricts it, per batch, to the union of
   - for every source token of the batch, the `best` target tokens that co-occur with it most strongly in the
     training pairs (Dice coefficient over sentences: 2 c(s, t) / (c(s) + c(t)), where c counts the training
     pairs that contain the token(s)),
-plus <unk> and <eos>. This is the vocabulary selection of Marian (`--shortlist`, lexical tables from an
+plus the special tokens. This is the vocabulary selection of Marian (`--shortlist`, lexical tables from an
 aligner) and CTranslate2 (`vocab_mapping`); see also Jean et al. 2015, "On Using Very Large Target Vocabulary
 for Neural Machine Translation", section 3.2, and L'Hostis et al. 2016, "Vocabulary Selection Strategies for
 Neural Machine Translation" (co-occurrence counts do about as well as alignments).
@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from src.checks import require_int
 from src.data.vocab import SPECIALS
 from src.decoding.hypothesis import Hypothesis
 from src.errors import CheckpointError, ConfigError
@@ -56,8 +57,8 @@ class Shortlist:
         best: int = 50,
     ) -> "Shortlist":
         """Count the training pairs (ids without <bos>/<eos>) and keep `frequent` and `best` per source id."""
-        if not (isinstance(frequent, int) and frequent >= 0 and isinstance(best, int) and best >= 1):
-            raise ConfigError(f"frequent={frequent!r} and best={best!r} must be integers >= 0 and >= 1.")
+        require_int("frequent", frequent, 0)
+        require_int("best", best)
         pair_codes, src_seen, tgt_seen = [], torch.zeros(src_vocab_size), torch.zeros(tgt_vocab_size)
         for src, tgt in zip(src_ids, tgt_ids, strict=True):
             s, t = (

@@ -349,7 +349,6 @@ class TransformerDecoder(Decoder):
         cross_attentions = [attention(query_size=d_model, key_size=d_model) for _ in range(num_layers)]
         self._check_cross_attention(cross_attentions[0])
         self.d_model = d_model
-        self.embedding_size = embedding_size
         self.num_heads = cross_attentions[0].num_heads
         self.input_layer = nn.Identity() if embedding_size == d_model else nn.Linear(embedding_size, d_model)
         self.memory_layer = nn.Identity() if memory_size == d_model else nn.Linear(memory_size, d_model)
