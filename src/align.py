@@ -3,7 +3,8 @@
 Reads like a table of contents: check the options, read the pairs (and the gold links), force-decode the
 pairs through the model (and through a reverse model, then symmetrise), write one line of Pharaoh links per
 pair; with gold, score the alignment, every direction and every layer and head, and write the scores (see
-conf/align.yaml; the methods: src/alignment.py and docs/ALIGNMENT.md).
+conf/align.yaml; the methods: src/alignment.py and docs/ALIGNMENT.md). With `aligner=eflomal` the statistical
+aligner writes the links instead, without a checkpoint (e.g. the training pairs' links for guided alignment).
 """
 
 import dataclasses
@@ -46,6 +47,8 @@ from src.plotting import score_grid_figure
 from src.statistical_aligner import eflomal_links
 
 log = logging.getLogger("seq2seq-lab")
+# what writes the links: the checkpoint's attention, or the statistical aligner alone (no checkpoint)
+ALIGNERS = ("model", "eflomal")
 register_resolvers()
 
 
@@ -56,10 +59,14 @@ def align_pairs(cfg: DictConfig) -> float | None:
     gold = _read_gold(cfg, pairs)
     device = resolve_device(cfg.device)  # checked, and the matmul precision applied, by _check_options
 
-    forward, directions = _align_directions(cfg, pairs, device)
-    if cfg.baseline == "eflomal":  # scored and reported beside the model's directions, never written
-        directions["eflomal"] = eflomal_links(pairs, _baseline_corpus(cfg), cfg.symmetrize)
-    written = cfg.symmetrize if cfg.reverse_ckpt_path else "forward"
+    if cfg.aligner == "eflomal":  # the statistical aligner writes the links: no model, no attention
+        forward, directions = [], {"eflomal": eflomal_links(pairs, _baseline_corpus(cfg), cfg.symmetrize)}
+        written = "eflomal"
+    else:
+        forward, directions = _align_directions(cfg, pairs, device)
+        if cfg.baseline == "eflomal":  # scored and reported beside the model's directions, never written
+            directions["eflomal"] = eflomal_links(pairs, _baseline_corpus(cfg), cfg.symmetrize)
+        written = cfg.symmetrize if cfg.reverse_ckpt_path else "forward"
     output = Path(cfg.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(
@@ -74,7 +81,7 @@ def align_pairs(cfg: DictConfig) -> float | None:
         scores = {name: alignment_scores(links, gold) for name, links in directions.items()}
         result.update(dataclasses.asdict(scores[written]))
         result["directions"] = {name: dataclasses.asdict(s) for name, s in scores.items()}
-        num_layers, num_heads = forward[0].weights.shape[:2]
+        num_layers, num_heads = forward[0].weights.shape[:2] if forward else (1, 1)
         if num_layers * num_heads > 1:
             grid = scores_by_layer_head(forward, gold, cfg.method, cfg.threshold)
             result.update(_layer_head_result(grid, output_dir / "aer_by_layer_head.png", cfg))
@@ -105,11 +112,12 @@ def _align_directions(
 
 
 def _baseline_corpus(cfg: DictConfig) -> list[tuple[str, str]]:
-    """The corpus the statistical baseline is trained on besides the pairs: baseline_corpus, or the
-    training file of the model (from its checkpoint), at most baseline_max_pairs of its lines."""
-    path = cfg.baseline_corpus or read_checkpoint(cfg.ckpt_path)["seq2seq_lab"]["config"]["data"].get(
-        "train_path"
-    )
+    """The corpus the statistical aligner is trained on besides the pairs: baseline_corpus, or the
+    training file of the model (from its checkpoint; none with aligner=eflomal and no checkpoint), at most
+    baseline_max_pairs of its lines."""
+    path = cfg.baseline_corpus
+    if not path and cfg.ckpt_path:
+        path = read_checkpoint(cfg.ckpt_path)["seq2seq_lab"]["config"]["data"].get("train_path")
     if not path:
         return []
     pairs = read_parallel_tsv(path, option="baseline_corpus").pairs
@@ -125,7 +133,8 @@ def _describe_run(cfg: DictConfig, written: str, num_pairs: int, output: Path) -
         "layer": cfg.layer,
         "head": cfg.head,
         "pairs": num_pairs,
-        "ckpt_path": str(Path(cfg.ckpt_path).resolve()),
+        "aligner": cfg.aligner,
+        "ckpt_path": str(Path(cfg.ckpt_path).resolve()) if cfg.ckpt_path else None,
         "reverse_ckpt_path": str(Path(cfg.reverse_ckpt_path).resolve()) if cfg.reverse_ckpt_path else None,
         "input": str(Path(cfg.input).resolve()),
         "gold": str(Path(cfg.gold).resolve()) if cfg.gold else None,
@@ -134,12 +143,25 @@ def _describe_run(cfg: DictConfig, written: str, num_pairs: int, output: Path) -
 
 
 def _check_options(cfg: DictConfig) -> None:
-    for option in ("ckpt_path", "input"):
+    if cfg.aligner not in ALIGNERS:
+        raise ConfigError(f"aligner={cfg.aligner} is unknown: use {', '.join(ALIGNERS)} (docs/ALIGNMENT.md).")
+    required = ("ckpt_path", "input") if cfg.aligner == "model" else ("input",)
+    for option in required:
         if OmegaConf.is_missing(cfg, option) or not cfg[option]:
             raise ConfigError(
                 f"{option} is missing: python -m src.align ckpt_path=<checkpoint> input=<file of "
-                "'source<TAB>target' or 'source ||| target' lines> [gold=<gold links>]"
+                "'source<TAB>target' or 'source ||| target' lines> [gold=<gold links>] "
+                "(or aligner=eflomal input=<file>, without a checkpoint)"
             )
+    if cfg.aligner == "eflomal":
+        for option in ("reverse_ckpt_path", "baseline"):
+            if cfg[option]:
+                raise ConfigError(
+                    f"{option}={cfg[option]} does not go with aligner=eflomal, which aligns without a model: "
+                    f"drop {option}, or set aligner=model with a ckpt_path."
+                )
+        if OmegaConf.is_missing(cfg, "ckpt_path"):
+            cfg.ckpt_path = None
     if cfg.method not in METHODS:
         raise ConfigError(f"method={cfg.method} is unknown: use {', '.join(METHODS)} (docs/ALIGNMENT.md).")
     if cfg.method == "threshold" and not (
@@ -228,6 +250,8 @@ def summarize(result: dict[str, Any], grid: LayerHeadScores | None, scores_path:
     lines = [
         f"Aligned {result['pairs']} pairs ({how}, layer {result['layer']}, head {result['head']}, "
         f"{result['alignment']}): {result['output']}"
+        if result["aligner"] == "model"
+        else f"Aligned {result['pairs']} pairs with eflomal ({result['alignment']}): {result['output']}"
     ]
     for name, scores in result.get("directions", {}).items():
         lines.append(

@@ -4,9 +4,10 @@ the baseline attention-based alignments are compared with.
 
 As such aligners are used, it is trained, unsupervised, on a parallel corpus (the model's own training
 corpus) together with the pairs to align, in both directions; the two directions are symmetrised
-(grow-diag-final by default) and the links of the pairs are returned on the pairs' words. The corpus is
-lowercased and its punctuation split off (`\\w+|[^\\w\\s]`) so that its words match those of tokenised gold
-sets; the pairs' words are only lowercased, so that links keep their indices.
+(grow-diag-final by default) and the links of the pairs are returned on the pairs' words. Everything is
+lowercased and its punctuation split off (`\\w+|[^\\w\\s]`), so that `go.` and `go` are one word to the aligner
+and untokenised text (Tatoeba's `I'm home.`) aligns as well as tokenised gold sets; a link between two parts
+is a link between the pair's words they come from.
 
 eflomal is an optional dependency: `pip install -e ".[align]"`.
 """
@@ -36,8 +37,10 @@ def eflomal_links(
         raise ConfigError(
             'baseline=eflomal needs the eflomal package: pip install -e ".[align]" (or pip install eflomal).'
         ) from None
-    src = [" ".join(words).lower() for words, _ in pairs] + [corpus_words(s) for s, _ in corpus]
-    tgt = [" ".join(words).lower() for _, words in pairs] + [corpus_words(t) for _, t in corpus]
+    src_parts = [_word_parts(words) for words, _ in pairs]
+    tgt_parts = [_word_parts(words) for _, words in pairs]
+    src = [" ".join(parts) for parts, _ in src_parts] + [corpus_words(s) for s, _ in corpus]
+    tgt = [" ".join(parts) for parts, _ in tgt_parts] + [corpus_words(t) for _, t in corpus]
     # the pairs first (their links are the first lines); corpus lines without words on a side are left out
     kept = list(zip(src[: len(pairs)], tgt[: len(pairs)], strict=True))
     kept += [(s, t) for s, t in zip(src[len(pairs) :], tgt[len(pairs) :], strict=True) if s and t]
@@ -52,4 +55,18 @@ def eflomal_links(
         )
         fwd = read_pharaoh(forward, option="eflomal's forward links")[: len(pairs)]
         rev = read_pharaoh(reverse, option="eflomal's reverse links")[: len(pairs)]
-    return [symmetrize(f, r, how) for f, r in zip(fwd, rev, strict=True)]
+    return [
+        {(src_of[i], tgt_of[j]) for i, j in symmetrize(f, r, how)}
+        for f, r, (_, src_of), (_, tgt_of) in zip(fwd, rev, src_parts, tgt_parts, strict=True)
+    ]
+
+
+def _word_parts(words: Sequence[str]) -> tuple[list[str], list[int]]:
+    """A pair side's words cut into the aligner's parts (as `corpus_words` cuts), and the word each part
+    comes from: `["I'm", "home."]` -> `(["i", "'", "m", "home", "."], [0, 0, 0, 1, 1])`."""
+    parts, word_of = [], []
+    for index, word in enumerate(words):
+        for part in _WORDS.findall(word.lower()):
+            parts.append(part)
+            word_of.append(index)
+    return parts, word_of

@@ -409,3 +409,43 @@ def test_the_align_command_scores_the_baseline_beside_the_model(tiny_checkpoint,
     assert set(scores["directions"]) == {"forward", "eflomal"}
     assert 0.0 <= scores["directions"]["eflomal"]["aer"] <= 100.0
     assert scores["aer"] == scores["directions"]["forward"]["aer"]  # the model's links stay the output
+
+
+def test_eflomal_alone_writes_the_links_without_a_checkpoint(tmp_path, digits):
+    """aligner=eflomal: the statistical aligner writes one line per pair on the pairs' words, no model."""
+    pytest.importorskip("eflomal")
+    run_dir = tmp_path / "run"
+    corpus = write(tmp_path / "corpus.tsv", "".join(f"{i} {i + 1}\t{i + 1} {i}\n" for i in range(1, 9)) * 20)
+    cfg = compose_config(
+        "align",
+        [
+            "aligner=eflomal",
+            f"input={digits['pairs']}",
+            f"gold={digits['gold']}",
+            f"baseline_corpus={corpus}",
+            f"paths.output_dir={run_dir}",
+        ],
+    )
+    aer = align_pairs(cfg)
+    links = read_pharaoh(run_dir / "alignments.txt")
+    assert len(links) == 3
+    assert all(0 <= i < n and 0 <= j < n for pair, n in zip(links, (3, 4, 2), strict=True) for i, j in pair)
+    scores = json.loads((run_dir / "scores.json").read_text())
+    assert scores["aligner"] == "eflomal" and scores["ckpt_path"] is None
+    assert set(scores["directions"]) == {"eflomal"} and scores["aer"] == aer
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("aligner=giza", "aligner=giza is unknown"),
+        ("aligner=eflomal baseline=eflomal", "baseline=eflomal does not go with aligner=eflomal"),
+        ("aligner=model", "ckpt_path is missing"),
+    ],
+)
+def test_aligner_choices_are_checked(tmp_path, digits, override, message):
+    cfg = compose_config(
+        "align", [f"input={digits['pairs']}", f"paths.output_dir={tmp_path}", *override.split()]
+    )
+    with pytest.raises(ConfigError, match=message):
+        align_pairs(cfg)

@@ -17,7 +17,7 @@ from src.models.attention import (
     ScaledDotAttention,
 )
 from src.models.decoders import Decoder, RecurrentDecoder, TransformerDecoder
-from src.models.encoders import EncoderOutput
+from src.models.encoders import ConvEncoder, EncoderOutput, RecurrentEncoder
 
 BATCH, SRC_LEN, TGT_LEN, EMB, MEMORY, FINAL, HIDDEN = 4, 5, 6, 16, 32, 24, 32
 LENGTHS = torch.tensor([5, 3, 1, 4])
@@ -213,3 +213,99 @@ def test_target_longer_than_max_positions_is_rejected() -> None:
     decoder = TransformerDecoder(EMB, MEMORY, FINAL, ScaledDotAttention, d_model=HIDDEN, max_positions=4)
     with pytest.raises(ConfigError, match="decoder.max_positions=4"):
         decoder(target(), *decoder.start(encoder_output()))
+
+
+# ---------------------------------------------------------------- OpenNMT-py's variants of the RNN decoder
+
+
+def onmt_style(rnn_type: str = "lstm", **options) -> tuple[RecurrentDecoder, EncoderOutput]:
+    """A decoder with bridge=copy and the encoder output of a real 2-layer bidirectional encoder."""
+    torch.manual_seed(0)
+    encoder = RecurrentEncoder(EMB, rnn_type=rnn_type, hidden_size=HIDDEN, num_layers=2).eval()
+    decoder = RecurrentDecoder(
+        EMB, HIDDEN, HIDDEN, ATTENTIONS["bahdanau"], rnn_type=rnn_type, hidden_size=HIDDEN, num_layers=2,
+        bridge="copy", **options,
+    ).eval()  # fmt: skip
+    decoder.check_encoder(encoder)
+    src = torch.randn(BATCH, SRC_LEN, EMB, generator=torch.Generator().manual_seed(3))
+    mask = torch.arange(SRC_LEN).unsqueeze(0) < LENGTHS.unsqueeze(1)
+    return decoder, encoder(src, LENGTHS, mask)
+
+
+@pytest.mark.parametrize("rnn_type", ["lstm", "gru"])
+def test_bridge_copy_starts_every_layer_from_the_encoders_final_states(rnn_type: str) -> None:
+    torch.manual_seed(0)
+    encoder = RecurrentEncoder(EMB, rnn_type=rnn_type, hidden_size=HIDDEN, num_layers=2).eval()
+    src = torch.randn(BATCH, SRC_LEN, EMB, generator=torch.Generator().manual_seed(3))
+    mask = torch.arange(SRC_LEN).unsqueeze(0) < LENGTHS.unsqueeze(1)
+    enc = encoder(src, LENGTHS, mask)
+    # sentence 1 alone, unpadded, through the encoder's own nn.LSTM/GRU: h_n [layers * directions, 1, size]
+    _, h_n = encoder.rnn(src[1:2, : LENGTHS[1]])
+    h_n, c_n = h_n if rnn_type == "lstm" else (h_n, None)
+    decoder, _ = onmt_style(rnn_type)
+    _, state = decoder.start(enc)
+    for layer in range(2):
+        expected = torch.cat([h_n[2 * layer, 0], h_n[2 * layer + 1, 0]])  # forward, then backward
+        torch.testing.assert_close(state["hidden"][1, layer], expected)
+        if c_n is not None:
+            torch.testing.assert_close(
+                state["cell"][1, layer], torch.cat([c_n[2 * layer, 0], c_n[2 * layer + 1, 0]])
+            )
+    torch.testing.assert_close(enc.final, enc.final_hidden[:, -1])  # what bridge=tanh reads: the last layer
+    assert decoder.bridge is None  # no bridge weights to learn
+
+
+@pytest.mark.parametrize("options", [{}, {"output_activation": "none", "dropout_at": "output"}])
+@pytest.mark.parametrize("rnn_type", ["lstm", "gru"])
+def test_onmt_style_decoder_stepwise_equals_all_at_once(rnn_type: str, options: dict) -> None:
+    decoder, enc = onmt_style(rnn_type, **options)
+    assert_stepwise_equals_all_at_once(decoder, enc)
+
+
+def test_output_activation_none_leaves_the_attentional_vector_linear() -> None:
+    tanh, enc = onmt_style()
+    linear, _ = onmt_style(output_activation="none")
+    cache, state = tanh.start(enc)
+    output_tanh, _, _ = tanh(target(), cache, state)
+    assert output_tanh.abs().max() < 1
+    rnn_output = torch.randn(BATCH, 1, HIDDEN)
+    output, _, _ = linear._attend(rnn_output, cache, {})
+    context, _, _ = linear.attention(rnn_output, cache["keys"], cache["values"], cache["mask"], {})
+    torch.testing.assert_close(output, linear.output_layer(torch.cat([rnn_output, context], dim=-1)))
+
+
+def test_dropout_at_output_drops_the_vector_that_is_fed_back() -> None:
+    """dropout_at=output: zeros in o_t itself (and the next step reads it); dropout_at=input: o_t = tanh(...)
+    of a dropped-out input has no exact zeros."""
+    for place, zeros_expected in (("output", True), ("input", False)):
+        decoder, enc = onmt_style(dropout_at=place)
+        decoder.dropout.p = 0.5
+        decoder.train()
+        cache, state = decoder.start(enc)
+        output, _, new_state = decoder(target(), cache, state)
+        assert bool((output == 0).any()) is zeros_expected, place
+        torch.testing.assert_close(new_state["input_feed"], output[:, -1])
+
+
+@pytest.mark.parametrize(
+    ("encoder", "message"),
+    [
+        ({"rnn_type": "gru"}, "the encoder is gru, 2 layer"),
+        ({"num_layers": 1}, "the encoder is lstm, 1 layer"),
+        ({"hidden_size": 16}, "layer\\(s\\) of 16"),
+    ],
+)
+def test_bridge_copy_refuses_an_encoder_it_cannot_copy(encoder: dict, message: str) -> None:
+    decoder = RecurrentDecoder(EMB, HIDDEN, HIDDEN, ATTENTIONS["bahdanau"], hidden_size=HIDDEN, num_layers=2,
+                               bridge="copy")  # fmt: skip
+    options = {"rnn_type": "lstm", "hidden_size": HIDDEN, "num_layers": 2, **encoder}
+    with pytest.raises(ConfigError, match=f"decoder.bridge=copy .*{message}"):
+        decoder.check_encoder(RecurrentEncoder(EMB, **options))
+    with pytest.raises(ConfigError, match="the encoder is a ConvEncoder"):
+        decoder.check_encoder(ConvEncoder(EMB, hidden_size=HIDDEN))
+
+
+@pytest.mark.parametrize("option", ["bridge", "output_activation", "dropout_at"])
+def test_unknown_choices_of_the_recurrent_decoder_are_refused(option: str) -> None:
+    with pytest.raises(ConfigError, match=f"decoder.{option}='other' is invalid"):
+        RecurrentDecoder(EMB, MEMORY, FINAL, ATTENTIONS["bahdanau"], **{option: "other"})

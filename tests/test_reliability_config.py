@@ -84,6 +84,11 @@ INVALID = {
 
 # checked by the constructor of what they configure (src.checks), reached by the start-up dry build
 CONSTRUCTOR_CHECKED = {
+    "bridge_copy_of_a_conv_encoder": (
+        ["encoder=conv", "decoder.bridge=copy"],
+        "decoder.bridge=copy starts the decoder from the encoder's final states",
+    ),
+    "unknown_output_activation": (["decoder.output_activation=relu"], "decoder.output_activation='relu'"),
     "encoder_size_zero": (
         ["encoder.hidden_size=0"],
         "encoder.hidden_size=0 is invalid: it must be an integer >= 1",
@@ -136,6 +141,8 @@ def test_invalid_option_is_rejected_naming_it(case):
         ["experiment=tatoeba_transformer"],
         ["experiment=tatoeba_rnn"],
         ["experiment=multi30k_conv"],
+        ["experiment=bench_tatoeba_rnn_onmt"],
+        ["encoder=gru", "decoder=gru", "decoder.bridge=copy"],
         ["encoder=conv", "attention=luong_general", "decoder=gru"],
         ["encoder=gru", "attention=none", "decoder=gru"],
         ["attention=coverage", "trainer.precision=bf16-mixed", "trainer.max_epochs=-1"],

@@ -22,6 +22,17 @@ def test_eflomal_aligns_a_small_parallel_corpus_word_for_word():
     assert links == [{(0, 0), (1, 1), (2, 2)}, {(0, 0), (1, 1)}]
 
 
+def test_eflomal_aligns_words_with_attached_punctuation_by_their_parts():
+    """`Go.` and `Va !`: the aligner sees `go .` and `va !`; go-va is a link between the pair's words 0 and 0,
+    and no link leaves the pair's words."""
+    pytest.importorskip("eflomal")
+    words = [("go", "va"), ("run", "cours"), ("stop", "arrête"), ("wait", "attends"), ("come", "viens")]
+    corpus = [(f"{a} {b}.", f"{x} {y} !") for a, x in words for b, y in words] * 4
+    (links,) = eflomal_links([(["Go", "run."], ["Va", "cours", "!"])], corpus)
+    assert {(0, 0), (1, 1)} <= links
+    assert all(i < 2 and j < 3 for i, j in links)
+
+
 def test_a_missing_eflomal_says_how_to_install_it(monkeypatch):
     real_import = builtins.__import__
 

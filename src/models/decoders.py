@@ -19,11 +19,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from src.checks import require
 from src.errors import ConfigError
 from src.models.attention import Attention, HeadGate, gated_self_attention
-from src.models.encoders import EncoderOutput, check_transformer_options, rnn_class
+from src.models.encoders import (
+    Encoder,
+    EncoderOutput,
+    RecurrentEncoder,
+    check_transformer_options,
+    rnn_class,
+)
 from src.models.positional import build_positions
 
+# the choices of RecurrentDecoder's bridge, output_activation and dropout_at
+BRIDGES = ("tanh", "copy")
+OUTPUT_ACTIVATIONS = ("tanh", "none")
+DROPOUT_PLACES = ("input", "output")
 # the attention's own state lives in the decoder state under this prefix (e.g. "attention.coverage")
 ATTENTION_STATE = "attention."
 
@@ -48,6 +59,9 @@ class Decoder(nn.Module):
 
     output_size: int
     num_heads: int
+
+    def check_encoder(self, encoder: Encoder) -> None:
+        """Raise a ConfigError if this decoder cannot start from `encoder`'s output (by default it can)."""
 
     def start(self, enc: EncoderOutput) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """-> (cache, state) before the first target position."""
@@ -87,8 +101,14 @@ class RecurrentDecoder(Decoder):
         c_t = attention(query=h_t, memory)
         o_t = tanh(W [h_t; c_t])                   the "attentional vector", the decoder's output
 
-    Bridge: every layer's initial hidden state is tanh(W_b final) (an LSTM's cell state starts at zero);
-    o_0 = 0. With `input_feeding=False` the RNN reads only e_t, so it runs over all positions in one call
+    Bridge (`bridge`): `tanh`, every layer's initial hidden state is tanh(W_b final) (an LSTM's cell state
+    starts at zero; JoeyNMT); `copy`, the recurrent encoder's final states of every layer (hidden, and cell
+    for an LSTM, directions concatenated) are the decoder's initial states as they are (OpenNMT-py without
+    a bridge; needs an encoder of the same RNN type, layers and size). o_0 = 0.
+
+    `output_activation=none` drops the tanh: o_t = W [h_t; c_t] (OpenNMT-py's MLP attention). Dropout
+    (`dropout_at`) acts on the attentional layer's `input` [h_t; c_t] (JoeyNMT), or on its `output` o_t
+    (OpenNMT-py), so that both the output layer and the next step's input feeding see the dropped-out o_t. With `input_feeding=False` the RNN reads only e_t, so it runs over all positions in one call
     and the attention receives all queries at once. With attention=none, c_t is empty and
     o_t = tanh(W h_t). With input feeding, several positions (teacher forcing) run as a time loop with the
     embedding part of the RNN input computed for all positions before it; one position (a search step)
@@ -109,9 +129,20 @@ class RecurrentDecoder(Decoder):
         num_layers: int = 1,
         dropout: float = 0.1,
         input_feeding: bool = True,
+        bridge: Literal["tanh", "copy"] = "tanh",
+        output_activation: Literal["tanh", "none"] = "tanh",
+        dropout_at: Literal["input", "output"] = "input",
     ) -> None:
         super().__init__()
         rnn = rnn_class("decoder", rnn_type, hidden_size, num_layers, dropout)
+        for option, value, choices in (
+            ("bridge", bridge, BRIDGES),
+            ("output_activation", output_activation, OUTPUT_ACTIVATIONS),
+            ("dropout_at", dropout_at, DROPOUT_PLACES),
+        ):
+            require(value in choices, f"decoder.{option}", value, f"one of {', '.join(choices)}")
+        self.bridge_type, self.output_activation, self.dropout_at = bridge, output_activation, dropout_at
+        self.rnn_type, self.hidden_size = rnn_type, hidden_size
         self.attention = attention(query_size=hidden_size, key_size=memory_size)
         self.num_heads = self.attention.num_heads
         self.is_lstm = rnn is nn.LSTM
@@ -124,20 +155,48 @@ class RecurrentDecoder(Decoder):
             batch_first=True,
             dropout=dropout if num_layers > 1 else 0.0,
         )
-        self.bridge = nn.Linear(encoder_final_size, hidden_size)
+        self.bridge = nn.Linear(encoder_final_size, hidden_size) if bridge == "tanh" else None
         self.output_layer = nn.Linear(hidden_size + self.attention.output_size, hidden_size)
         self.dropout = nn.Dropout(dropout)
         self.output_size = hidden_size
 
+    def check_encoder(self, encoder: Encoder) -> None:
+        """`bridge=copy` takes the encoder's final states as they are: the encoder must be recurrent, of
+        the same RNN type, with as many layers and the same size."""
+        if self.bridge_type != "copy":
+            return
+        same = isinstance(encoder, RecurrentEncoder) and (
+            encoder.rnn_type,
+            encoder.num_layers,
+            encoder.output_size,
+        ) == (self.rnn_type, self.num_layers, self.hidden_size)
+        if not same:
+            mine = f"{self.rnn_type}, {self.num_layers} layer(s) of {self.hidden_size}"
+            theirs = (
+                f"{encoder.rnn_type}, {encoder.num_layers} layer(s) of {encoder.output_size}"
+                if isinstance(encoder, RecurrentEncoder)
+                else f"a {type(encoder).__name__}"
+            )
+            raise ConfigError(
+                f"decoder.bridge=copy starts the decoder from the encoder's final states, so it needs a recurrent "
+                f"encoder like the decoder ({mine}); the encoder is {theirs}. Match encoder.rnn_type, "
+                "encoder.num_layers and encoder.hidden_size to the decoder's, or use decoder.bridge=tanh."
+            )
+
     def start(self, enc: EncoderOutput) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         keys, values = self.attention.prepare(enc.memory)
         cache = {"keys": keys, "values": values, "mask": enc.mask}
-        hidden = torch.tanh(self.bridge(enc.final))  # [batch, hidden]
-        state = {"hidden": hidden.unsqueeze(1).repeat(1, self.num_layers, 1)}  # [batch, layers, hidden]
-        if self.is_lstm:
-            state["cell"] = torch.zeros_like(state["hidden"])
+        if self.bridge is None:  # bridge=copy: the encoder's final states of every layer, as they are
+            state = {"hidden": enc.final_hidden}  # [batch, layers, hidden]
+            if self.is_lstm:
+                state["cell"] = enc.final_cell
+        else:
+            hidden = torch.tanh(self.bridge(enc.final))  # [batch, hidden]
+            state = {"hidden": hidden.unsqueeze(1).repeat(1, self.num_layers, 1)}  # [batch, layers, hidden]
+            if self.is_lstm:
+                state["cell"] = torch.zeros_like(state["hidden"])
         if self.input_feeding:
-            state["input_feed"] = torch.zeros_like(hidden)
+            state["input_feed"] = torch.zeros_like(state["hidden"][:, 0])  # [batch, hidden]
         return cache, with_attention_state(state, self.attention.init_state(enc.mask))
 
     def _attend(
@@ -148,7 +207,14 @@ class RecurrentDecoder(Decoder):
         context, weights, attn_state = self.attention(
             rnn_output, cache["keys"], cache["values"], cache["mask"], attn_state
         )
-        output = torch.tanh(self.output_layer(self.dropout(torch.cat([rnn_output, context], dim=-1))))
+        features = torch.cat([rnn_output, context], dim=-1)  # [batch, q_len, hidden + context]
+        if self.dropout_at == "input":
+            features = self.dropout(features)
+        output = self.output_layer(features)
+        if self.output_activation == "tanh":
+            output = torch.tanh(output)
+        if self.dropout_at == "output":
+            output = self.dropout(output)
         return output, weights, attn_state
 
     def forward(

@@ -25,6 +25,10 @@ class EncoderOutput:
     memory: Tensor  # [batch, src_len, output_size]
     mask: Tensor  # [batch, src_len] bool, True = real token
     final: Tensor  # [batch, output_size]: summary of the source for the decoder's bridge
+    # a recurrent encoder's final states of every layer, directions concatenated, for `decoder.bridge=copy`:
+    # hidden [batch, layers, output_size]; cell, the same, for an LSTM (None otherwise)
+    final_hidden: Tensor | None = None
+    final_cell: Tensor | None = None
 
 
 class Encoder(nn.Module):
@@ -78,7 +82,8 @@ class RecurrentEncoder(Encoder):
 
     `hidden_size` is the size of the output: each direction has hidden_size / 2 units when
     bidirectional. `final` = [the last layer's final forward state; its final backward state] (the
-    backward RNN ends on the first token). Packing means padding changes neither.
+    backward RNN ends on the first token). Packing means padding changes neither. `final_hidden` (and
+    `final_cell` for an LSTM) hold every layer's final states the same way, for `decoder.bridge=copy`.
     """
 
     def __init__(
@@ -97,7 +102,7 @@ class RecurrentEncoder(Encoder):
                 f"encoder.hidden_size={hidden_size} must be even with encoder.bidirectional=true "
                 "(each direction gets half); use an even size or encoder.bidirectional=false."
             )
-        self.num_layers = num_layers
+        self.rnn_type, self.num_layers = rnn_type, num_layers
         self.num_directions = 2 if bidirectional else 1
         self.rnn = rnn(
             input_size,
@@ -114,13 +119,23 @@ class RecurrentEncoder(Encoder):
         batch_size, max_len, _ = src_emb.shape
         packed = pack_padded_sequence(src_emb, src_len.cpu(), batch_first=True, enforce_sorted=False)
         packed_memory, hidden = self.rnn(packed)
-        if isinstance(hidden, tuple):  # an LSTM returns (h, c); the bridge uses h
-            hidden = hidden[0]
+        hidden, cell = hidden if isinstance(hidden, tuple) else (hidden, None)  # an LSTM returns (h, c)
         memory, _ = pad_packed_sequence(packed_memory, batch_first=True, total_length=max_len)
-        # hidden [layers * directions, batch, size] -> the last layer: [directions, batch, size]
-        last_layer = hidden.view(self.num_layers, self.num_directions, batch_size, -1)[-1]
-        final = last_layer.transpose(0, 1).reshape(batch_size, self.output_size)  # [batch, hidden]
-        return EncoderOutput(memory=self.dropout(memory), mask=mask, final=final)
+        final_hidden = self._by_layer(hidden)  # [batch, layers, hidden]
+        return EncoderOutput(
+            memory=self.dropout(memory),
+            mask=mask,
+            final=final_hidden[:, -1],  # [batch, hidden]: the last layer
+            final_hidden=final_hidden,
+            final_cell=None if cell is None else self._by_layer(cell),
+        )
+
+    def _by_layer(self, states: Tensor) -> Tensor:
+        """nn.LSTM/GRU's final states `[layers * directions, batch, size]` -> `[batch, layers, directions *
+        size]` (each layer's forward state, then its backward state)."""
+        _, batch_size, size = states.shape
+        by_layer = states.view(self.num_layers, self.num_directions, batch_size, size).permute(2, 0, 1, 3)
+        return by_layer.reshape(batch_size, self.num_layers, self.num_directions * size)
 
 
 class ConvEncoder(Encoder):

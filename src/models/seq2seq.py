@@ -64,6 +64,7 @@ class Seq2Seq(nn.Module):
             encoder_final_size=self.encoder.output_size,
             attention=attention,
         )
+        self.decoder.check_encoder(self.encoder)
         self.output_layer = nn.Linear(self.decoder.output_size, tgt_vocab_size)
         if tie_embeddings:
             if self.decoder.output_size != embedding_size:

@@ -1,0 +1,141 @@
+"""The alignment study (docs/ALIGNMENT.md, "Results"): every extraction method of `python -m src.align` on the
+gold set for each trained run, the eflomal baseline beside them, the AER the runs logged while training, and
+one figure. Run it on a quiet machine once the runs have finished:
+
+    python scripts/alignment_study.py outputs/study/tatoeba_transformer_5k outputs/study/tatoeba_transformer_guided_5k \
+        --figure docs/images/tatoeba_alignment.png
+
+For each run folder and method it runs, as a user would,
+`python -m src.align ckpt_path=<run>/checkpoints/best.ckpt input=<gold dir>/dev.src-tgt gold=<gold dir>/dev.gold
+method=<method> hydra.run.dir=<run>/alignment/<method>` (with `baseline=eflomal` once, for the first run), reads
+the `scores.json` each writes, and prints a markdown table: per run and method, the AER of the mean over heads
+of the last layer (what `src.align` writes by default), of the mean over everything, and of the best layer and
+head; then the run's test BLEU (greedy, from its summary.json). The figure: AER against training steps (the
+`attention/aer` each run logged with `callbacks.alignment_error`), eflomal's as a line, and the AER by layer
+and head (`method=shift`) of each run.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+
+METHODS = ("argmax", "threshold", "shift")
+
+
+def align(run: Path, method: str, gold_dir: Path, baseline: bool) -> dict:
+    """Run `python -m src.align` for one run and method; its scores.json."""
+    out = run / "alignment" / method
+    command = [
+        sys.executable,
+        "-m",
+        "src.align",
+        f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}",
+        f"input={gold_dir / 'dev.src-tgt'}",
+        f"gold={gold_dir / 'dev.gold'}",
+        f"method={method}",
+        f"hydra.run.dir={out}",
+        *(["baseline=eflomal"] if baseline else []),
+    ]
+    print("$ python", " ".join(command[1:]), flush=True)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return json.loads((out / "scores.json").read_text(encoding="utf-8"))
+
+
+def cell(scores: dict, layer: str, head: str) -> float:
+    (found,) = (
+        s["aer"] for s in scores["by_layer_head"] if str(s["layer"]) == layer and str(s["head"]) == head
+    )
+    return found
+
+
+def aer_curve(run: Path) -> tuple[list[int], list[float]]:
+    """The `attention/aer` the run logged at each validation."""
+    (events,) = (run / "tensorboard").glob("events.out.tfevents.*")
+    accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    points = accumulator.Scalars("attention/aer")
+    return [p.step for p in points], [p.value for p in points]
+
+
+def test_bleu(run: Path) -> float | None:
+    summary = run / "summary.json"  # none while the run is still training
+    return json.loads(summary.read_text(encoding="utf-8")).get("test_bleu") if summary.exists() else None
+
+
+def figure(runs: list[Path], scores: dict, eflomal: float, path: Path) -> None:
+    columns = 1 + len(runs)
+    fig, axes = plt.subplots(1, columns, figsize=(4.6 * columns, 3.8))
+    for run in runs:
+        steps, values = aer_curve(run)
+        axes[0].plot(steps, values, marker="o", label=run.name)
+    axes[0].axhline(eflomal, color="grey", linestyle="--", label=f"eflomal {eflomal:.1f}")
+    axes[0].set(xlabel="training step", ylabel="AER (%)", title="AER while training (argmax, mean of heads)")
+    axes[0].legend(fontsize=8)
+    for ax, run in zip(axes[1:], runs, strict=True):
+        by_cell = scores[run.name]["shift"]["by_layer_head"]
+        layers = sorted({s["layer"] for s in by_cell if s["layer"] != "mean"})
+        heads = sorted({s["head"] for s in by_cell if s["head"] != "mean"})
+        rows, cols = [*map(str, layers), "mean"], [*map(str, heads), "mean"]
+        grid = [[cell(scores[run.name]["shift"], r, c) for c in cols] for r in rows]
+        image = ax.imshow(grid, cmap="viridis_r", vmin=0, vmax=100)
+        for i, row in enumerate(grid):
+            for j, value in enumerate(row):
+                ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=8,
+                        color="white" if value < 50 else "black")  # fmt: skip
+        ax.set(xticks=range(len(cols)), xticklabels=cols, yticks=range(len(rows)), yticklabels=rows,
+               xlabel="head", ylabel="decoder layer", title=f"AER by layer × head, shift\n{run.name}")  # fmt: skip
+    fig.colorbar(image, ax=axes[1:], shrink=0.8, label="AER (%)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders (with checkpoints/best.ckpt)")
+    parser.add_argument("--gold-dir", type=Path, default=Path("../shared/data/align-enfr"))
+    parser.add_argument("--figure", type=Path, default=None)
+    args = parser.parse_args()
+
+    scores: dict[str, dict[str, dict]] = {}
+    eflomal = None
+    for number, run in enumerate(args.runs):
+        scores[run.name] = {}
+        for method in METHODS:
+            result = align(run, method, args.gold_dir, baseline=number == 0 and method == "argmax")
+            scores[run.name][method] = result
+            if "eflomal" in result["directions"]:
+                eflomal = result["directions"]["eflomal"]
+    print("\n| run | method | AER, last layer, mean of heads | AER, mean of all | best layer, head: AER | "
+          "precision | recall | test BLEU (greedy) |")  # fmt: skip
+    print("| --- | --- | ---: | ---: | --- | ---: | ---: | ---: |")
+    for run in args.runs:
+        bleu = test_bleu(run)
+        for method in METHODS:
+            result = scores[run.name][method]
+            best = result["best_layer_head"]
+            print(
+                f"| {run.name} | `{method}` | {result['aer']:.1f} | {cell(result, 'mean', 'mean'):.1f} | "
+                f"{best['layer']}, {best['head']}: {best['aer']:.1f} | {result['precision']:.1f} | "
+                f"{result['recall']:.1f} | {bleu if bleu is None else f'{bleu:.2f}'} |"
+            )
+    if eflomal is not None:
+        print(f"| eflomal (Tatoeba train + the pairs, grow-diag-final) | | {eflomal['aer']:.1f} | | | "
+              f"{eflomal['precision']:.1f} | {eflomal['recall']:.1f} | |")  # fmt: skip
+    if args.figure and eflomal is not None:
+        figure(args.runs, scores, eflomal["aer"], args.figure)
+        print(f"\nFigure: {args.figure}")
+
+
+if __name__ == "__main__":
+    main()
