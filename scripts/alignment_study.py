@@ -12,11 +12,12 @@ the `scores.json` each writes, and prints a markdown table: per run and method, 
 of the last layer (what `src.align` writes by default), of the mean over everything, and of the best layer and
 head; then the run's test BLEU (greedy, from its summary.json). The figure: AER against training steps (the
 `attention/aer` each run logged with `callbacks.alignment_error`), eflomal's as a line, and the AER by layer
-and head (`method=shift`) of each run.
+and head of each run (`--grid-method`, default argmax).
 """
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,7 @@ METHODS = ("argmax", "threshold", "shift")
 def align(run: Path, method: str, gold_dir: Path, baseline: bool) -> dict:
     """Run `python -m src.align` for one run and method; its scores.json."""
     out = run / "alignment" / method
+    shutil.rmtree(out, ignore_errors=True)  # a fresh folder: align.log appends
     command = [
         sys.executable,
         "-m",
@@ -58,10 +60,12 @@ def cell(scores: dict, layer: str, head: str) -> float:
 
 def aer_curve(run: Path) -> tuple[list[int], list[float]]:
     """The `attention/aer` the run logged at each validation."""
-    (events,) = (run / "tensorboard").glob("events.out.tfevents.*")
-    accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
-    accumulator.Reload()
-    points = accumulator.Scalars("attention/aer")
+    points = []
+    for events in sorted((run / "tensorboard").glob("events.out.tfevents.*")):  # training, then testing
+        accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        if "attention/aer" in accumulator.Tags()["scalars"]:
+            points += accumulator.Scalars("attention/aer")
     return [p.step for p in points], [p.value for p in points]
 
 
@@ -70,7 +74,7 @@ def test_bleu(run: Path) -> float | None:
     return json.loads(summary.read_text(encoding="utf-8")).get("test_bleu") if summary.exists() else None
 
 
-def figure(runs: list[Path], scores: dict, eflomal: float, path: Path) -> None:
+def figure(runs: list[Path], scores: dict, eflomal: float, path: Path, method: str) -> None:
     columns = 1 + len(runs)
     fig, axes = plt.subplots(1, columns, figsize=(4.6 * columns, 3.8))
     for run in runs:
@@ -80,18 +84,18 @@ def figure(runs: list[Path], scores: dict, eflomal: float, path: Path) -> None:
     axes[0].set(xlabel="training step", ylabel="AER (%)", title="AER while training (argmax, mean of heads)")
     axes[0].legend(fontsize=8)
     for ax, run in zip(axes[1:], runs, strict=True):
-        by_cell = scores[run.name]["shift"]["by_layer_head"]
+        by_cell = scores[run.name][method]["by_layer_head"]
         layers = sorted({s["layer"] for s in by_cell if s["layer"] != "mean"})
         heads = sorted({s["head"] for s in by_cell if s["head"] != "mean"})
         rows, cols = [*map(str, layers), "mean"], [*map(str, heads), "mean"]
-        grid = [[cell(scores[run.name]["shift"], r, c) for c in cols] for r in rows]
+        grid = [[cell(scores[run.name][method], r, c) for c in cols] for r in rows]
         image = ax.imshow(grid, cmap="viridis_r", vmin=0, vmax=100)
         for i, row in enumerate(grid):
             for j, value in enumerate(row):
                 ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=8,
                         color="white" if value < 50 else "black")  # fmt: skip
         ax.set(xticks=range(len(cols)), xticklabels=cols, yticks=range(len(rows)), yticklabels=rows,
-               xlabel="head", ylabel="decoder layer", title=f"AER by layer × head, shift\n{run.name}")  # fmt: skip
+               xlabel="head", ylabel="decoder layer", title=f"AER by layer × head, {method}\n{run.name}")  # fmt: skip
     fig.colorbar(image, ax=axes[1:], shrink=0.8, label="AER (%)")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -105,6 +109,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (with checkpoints/best.ckpt)")
     parser.add_argument("--gold-dir", type=Path, default=Path("../shared/data/align-enfr"))
     parser.add_argument("--figure", type=Path, default=None)
+    parser.add_argument("--grid-method", choices=METHODS, default="argmax", help="the method of the heatmaps")
     args = parser.parse_args()
 
     scores: dict[str, dict[str, dict]] = {}
@@ -133,7 +138,7 @@ def main() -> None:
         print(f"| eflomal (Tatoeba train + the pairs, grow-diag-final) | | {eflomal['aer']:.1f} | | | "
               f"{eflomal['precision']:.1f} | {eflomal['recall']:.1f} | |")  # fmt: skip
     if args.figure and eflomal is not None:
-        figure(args.runs, scores, eflomal["aer"], args.figure)
+        figure(args.runs, scores, eflomal["aer"], args.figure, args.grid_method)
         print(f"\nFigure: {args.figure}")
 
 
