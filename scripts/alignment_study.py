@@ -76,7 +76,7 @@ def test_bleu(run: Path) -> float | None:
 
 def figure(runs: list[Path], scores: dict, eflomal: float, path: Path, method: str) -> None:
     columns = 1 + len(runs)
-    fig, axes = plt.subplots(1, columns, figsize=(4.6 * columns, 3.8))
+    fig, axes = plt.subplots(1, columns, figsize=(5.0 * columns, 3.8), gridspec_kw={"wspace": 0.5})
     for run in runs:
         steps, values = aer_curve(run)
         axes[0].plot(steps, values, marker="o", label=run.name)
