@@ -160,8 +160,6 @@ def _check_options(cfg: DictConfig) -> None:
                     f"{option}={cfg[option]} does not go with aligner=eflomal, which aligns without a model: "
                     f"drop {option}, or set aligner=model with a ckpt_path."
                 )
-        if OmegaConf.is_missing(cfg, "ckpt_path"):
-            cfg.ckpt_path = None
     if cfg.method not in METHODS:
         raise ConfigError(f"method={cfg.method} is unknown: use {', '.join(METHODS)} (docs/ALIGNMENT.md).")
     if cfg.method == "threshold" and not (

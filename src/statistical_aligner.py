@@ -35,7 +35,7 @@ def eflomal_links(
         import eflomal
     except ImportError:
         raise ConfigError(
-            'baseline=eflomal needs the eflomal package: pip install -e ".[align]" (or pip install eflomal).'
+            'baseline=eflomal and aligner=eflomal need the eflomal package: pip install -e ".[align]" (or pip install eflomal).'
         ) from None
     src_parts = [_word_parts(words) for words, _ in pairs]
     tgt_parts = [_word_parts(words) for _, words in pairs]

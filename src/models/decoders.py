@@ -108,8 +108,10 @@ class RecurrentDecoder(Decoder):
 
     `output_activation=none` drops the tanh: o_t = W [h_t; c_t] (OpenNMT-py's MLP attention). Dropout
     (`dropout_at`) acts on the attentional layer's `input` [h_t; c_t] (JoeyNMT), or on its `output` o_t
-    (OpenNMT-py), so that both the output layer and the next step's input feeding see the dropped-out o_t. With `input_feeding=False` the RNN reads only e_t, so it runs over all positions in one call
-    and the attention receives all queries at once. With attention=none, c_t is empty and
+    (OpenNMT-py), so that both the output layer and the next step's input feeding see the dropped-out o_t.
+
+    With `input_feeding=False` the RNN reads only e_t, so it runs over all positions in one call and the
+    attention receives all queries at once. With attention=none, c_t is empty and
     o_t = tanh(W h_t). With input feeding, several positions (teacher forcing) run as a time loop with the
     embedding part of the RNN input computed for all positions before it; one position (a search step)
     is one call of the RNN.
@@ -141,8 +143,7 @@ class RecurrentDecoder(Decoder):
             ("dropout_at", dropout_at, DROPOUT_PLACES),
         ):
             require(value in choices, f"decoder.{option}", value, f"one of {', '.join(choices)}")
-        self.bridge_type, self.output_activation, self.dropout_at = bridge, output_activation, dropout_at
-        self.rnn_type, self.hidden_size = rnn_type, hidden_size
+        self.output_activation, self.dropout_at, self.rnn_type = output_activation, dropout_at, rnn_type
         self.attention = attention(query_size=hidden_size, key_size=memory_size)
         self.num_heads = self.attention.num_heads
         self.is_lstm = rnn is nn.LSTM
@@ -163,15 +164,15 @@ class RecurrentDecoder(Decoder):
     def check_encoder(self, encoder: Encoder) -> None:
         """`bridge=copy` takes the encoder's final states as they are: the encoder must be recurrent, of
         the same RNN type, with as many layers and the same size."""
-        if self.bridge_type != "copy":
+        if self.bridge is not None:  # bridge=tanh learns its own map from any encoder's final vector
             return
         same = isinstance(encoder, RecurrentEncoder) and (
             encoder.rnn_type,
             encoder.num_layers,
             encoder.output_size,
-        ) == (self.rnn_type, self.num_layers, self.hidden_size)
+        ) == (self.rnn_type, self.num_layers, self.output_size)
         if not same:
-            mine = f"{self.rnn_type}, {self.num_layers} layer(s) of {self.hidden_size}"
+            mine = f"{self.rnn_type}, {self.num_layers} layer(s) of {self.output_size}"
             theirs = (
                 f"{encoder.rnn_type}, {encoder.num_layers} layer(s) of {encoder.output_size}"
                 if isinstance(encoder, RecurrentEncoder)
