@@ -40,7 +40,7 @@ from src.checks import is_int
 from src.config import register_resolvers
 from src.data.tsv import read_parallel_tsv
 from src.data.vocab import EOS, UNK_ID
-from src.entry import user_errors_exit
+from src.entry import check_command_line, user_errors_exit
 from src.errors import ConfigError, DataError
 from src.heads import (
     HeadImportance,
@@ -373,6 +373,7 @@ def command_line(argv: list[str]) -> list[str]:
     return argv
 
 
+@check_command_line
 @hydra.main(version_base="1.3", config_path="../conf", config_name="analyze")
 @user_errors_exit
 def main(cfg: DictConfig) -> None:

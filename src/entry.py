@@ -14,6 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 
+from src.config import PROJECT_ROOT
 from src.errors import UserError
 from src.run_record import ERROR_FILE, write_failure
 
@@ -34,6 +35,49 @@ LIBRARY_WARNINGS = (
 def filter_library_warnings() -> None:
     for message in LIBRARY_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
+
+
+def check_command_line(main: Callable[[], T]) -> Callable[[], T]:
+    """Check the command line's overrides before `hydra.main` reads them (`main` is the function that
+    `@hydra.main` returned), for the mistakes that Hydra answers with a traceback of its own internals.
+
+    One today: setting a config group to null (`logger=null`, `hydra/launcher=null`), which Hydra refuses
+    with "Config group override must be a string or a list"; the way to drop a group is `~group`.
+    Anything the parser cannot read is left to Hydra, whose own message for it is readable.
+    """
+
+    @functools.wraps(main)
+    def wrapper() -> T:
+        message = null_group_override(sys.argv[1:])
+        if message is not None:
+            print(f"Error: {message}", file=sys.stderr)
+            sys.exit(2)
+        return main()
+
+    return wrapper
+
+
+def null_group_override(argv: list[str]) -> str | None:
+    """The message for the first `group=null` override of `argv` (a config group of `conf/` or Hydra's
+    own, like `hydra/launcher`), or None when there is none."""
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    args, _ = get_args_parser().parse_known_args(argv)
+    try:
+        overrides = OverridesParser.create().parse_overrides(args.overrides)
+    except HydraException:
+        return None
+    for override in overrides:
+        group = override.key_or_group
+        is_group = "/" in group or override.package is not None or (PROJECT_ROOT / "conf" / group).is_dir()
+        if is_group and not override.is_delete() and override.value() is None:
+            return (
+                f"{override.input_line}: a config group cannot be set to null. To run without it, remove it "
+                f"with ~{group}; to choose another, name one of its options ({group}=<option>)."
+            )
+    return None
 
 
 def user_errors_exit(fn: Callable[..., T]) -> Callable[..., T]:

@@ -21,7 +21,7 @@ from src.checkpoint import load_translator, trained_test_path
 from src.config import register_resolvers
 from src.data.tsv import read_parallel_tsv
 from src.decoding.hypothesis import Hypothesis
-from src.entry import user_errors_exit
+from src.entry import check_command_line, user_errors_exit
 from src.errors import ConfigError
 from src.metrics import SequenceAccuracy, corpus_scores, length_bucket_edges, scores_by_length
 from src.plotting import length_figure, save_figure
@@ -157,6 +157,7 @@ def summarize(result: dict[str, Any], hypotheses_path: Path, scores_path: Path, 
     log.info("Done.\n  %s", "\n  ".join(lines))
 
 
+@check_command_line
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 @user_errors_exit
 def main(cfg: DictConfig) -> float:

@@ -18,7 +18,7 @@ from src.callbacks.run_metrics import run_metrics_of
 from src.checkpoint import read_checkpoint
 from src.config import instantiate_each, register_resolvers, set_matmul_precision, to_plain
 from src.data.codec import Codec
-from src.entry import in_sweep, user_errors_exit
+from src.entry import check_command_line, in_sweep, user_errors_exit
 from src.errors import CheckpointError, ConfigError
 from src.launchers import fit_to_launcher, set_job_threads
 from src.lightning_compat import starts_processes_by_rerunning_the_command
@@ -112,6 +112,7 @@ def summarize(trainer: L.Trainer, output_dir: Path, best_bleu: float) -> None:
     log.info("Done.\n  %s", "\n  ".join(lines))
 
 
+@check_command_line
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 @user_errors_exit
 def main(cfg: DictConfig) -> float | None:

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from src.checkpoint import load_translator
 from src.config import register_resolvers
 from src.decoding import Hypothesis
-from src.entry import user_errors_exit
+from src.entry import check_command_line, user_errors_exit
 from src.errors import ConfigError, DataError
 from src.plotting import text_heatmap
 from src.translator import Translator
@@ -112,6 +112,7 @@ def _open_output(path: str | None, files: ExitStack) -> TextIO:
     return files.enter_context(open(path, "w", encoding="utf-8"))
 
 
+@check_command_line
 @hydra.main(version_base="1.3", config_path="../conf", config_name="translate")
 @user_errors_exit
 def main(cfg: DictConfig) -> None:

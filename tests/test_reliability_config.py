@@ -8,7 +8,7 @@ from hydra.errors import ConfigCompositionException, InstantiationException
 from omegaconf import OmegaConf
 
 from src.config import set_matmul_precision
-from src.entry import user_errors_exit
+from src.entry import null_group_override, user_errors_exit
 from src.errors import ConfigError
 from src.hardware import cpu_family
 from src.schema import validate_train_config
@@ -217,6 +217,26 @@ def test_cli_wrong_type_fails_before_the_data_is_read(tmp_path):
 def test_cli_incompatible_pairing_exits_2(tmp_path):
     result = run_entry("src.train", "decoder=transformer", "attention=coverage", f"paths.log_dir={tmp_path}")
     assert_clean_failure(result, "decoder=transformer cannot use attention=coverage")
+
+
+@pytest.mark.parametrize(
+    ("module", "override", "group"),
+    [("src.train", "logger=null", "logger"), ("src.evaluate", "hydra/launcher=null", "hydra/launcher")],
+)
+def test_cli_null_config_group_names_the_way_to_remove_it(tmp_path, module, override, group):
+    # Hydra itself answers `group=null` with a traceback of its internals
+    result = run_entry(module, override, f"paths.log_dir={tmp_path}")
+    assert_clean_failure(
+        result,
+        f"{override}: a config group cannot be set to null. To run without it, remove it with ~{group}",
+    )
+
+
+def test_null_value_of_an_option_is_not_taken_for_a_null_group():
+    assert (
+        null_group_override(["trainer.max_time=null", "~logger", "attention=none", "-m", "seed=1,2"]) is None
+    )
+    assert null_group_override(["--cfg", "job", "trainer=null"]).startswith("trainer=null: a config group")
 
 
 def test_float32_matmul_precision_is_applied_and_checked():
