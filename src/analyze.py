@@ -97,18 +97,27 @@ def analyze_heads(cfg: DictConfig) -> dict[str, Any]:
 
     base = current_mask(net)
     ranking = _pruning_order(importance, base, options["normalize_by_layer"])
-    curve = []
+    # each requested share prunes round(share * heads) heads; shares that round to the same count (a model
+    # of few heads) are one measurement, and the curve's x is the share actually pruned
+    curve, bleu_by_count = [], {}
     for share in options["prune_shares"]:
         pruned = heads_to_prune(ranking, share)
-        net.set_head_mask(head_mask(net, pruned, base))
+        if len(pruned) not in bleu_by_count:
+            net.set_head_mask(head_mask(net, pruned, base))
+            bleu_by_count[len(pruned)] = _bleu(translator, pairs, bleu_tokenize)
         curve.append(
-            {"share": share, "heads_pruned": len(pruned), "bleu": _bleu(translator, pairs, bleu_tokenize)}
+            {
+                "share": share,
+                "heads_pruned": len(pruned),
+                "share_pruned": len(pruned) / len(ranking),
+                "bleu": bleu_by_count[len(pruned)],
+            }
         )
         log.info("%3.0f%% of the heads pruned (%d): BLEU = %.2f", 100 * share, len(pruned), curve[-1]["bleu"])
     if curve:
         figure = pruning_figure(
-            [row["share"] for row in curve],
-            [row["bleu"] for row in curve],
+            [count / len(ranking) for count in sorted(bleu_by_count)],
+            [bleu_by_count[count] for count in sorted(bleu_by_count)],
             title=f"BLEU with the least important heads pruned, {Path(test_path).name}",
         )
         save_figure(figure, output_dir / "pruning.png")

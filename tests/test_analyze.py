@@ -42,7 +42,7 @@ def test_heads_command_writes_the_importance_the_pruning_curve_and_a_pruned_chec
         "heads",
         f"ckpt_path={tiny_transformer_checkpoint['ckpt']}",
         f"data.test_path={tiny_transformer_checkpoint['test']}",
-        "heads.prune_shares=[0.0,0.5,1.0]",
+        "heads.prune_shares=[0.0,0.02,0.5,1.0]",
         "heads.save_pruned=0.5",
         f"paths.log_dir={tmp_path / 'outputs'}",
         cwd=tmp_path,
@@ -54,11 +54,13 @@ def test_heads_command_writes_the_importance_the_pruning_curve_and_a_pruned_chec
         (kind, layer, head) for kind in ("encoder", "decoder", "cross") for layer in (0, 1) for head in (0, 1)
     }
     assert sorted(row["rank"] for row in heads["heads"]) == list(range(12))
-    assert [(row["share"], row["heads_pruned"]) for row in heads["pruning"]] == [
-        (0.0, 0),
-        (0.5, 6),
-        (1.0, 12),
+    assert [(row["share"], row["heads_pruned"], row["share_pruned"]) for row in heads["pruning"]] == [
+        (0.0, 0, 0.0),
+        (0.02, 0, 0.0),  # round(0.02 * 12) = 0 heads: the unpruned model's BLEU, measured once
+        (0.5, 6, 0.5),
+        (1.0, 12, 1.0),
     ]
+    assert heads["pruning"][1]["bleu"] == heads["pruning"][0]["bleu"]
     assert heads["sentences"] == 100
     for png in ("head_importance.png", "pruning.png"):
         assert (run_dir / png).read_bytes().startswith(PNG_MAGIC)
