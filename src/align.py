@@ -37,6 +37,7 @@ from src.alignment import (
     read_pairs,
     scores_by_layer_head,
     symmetrize,
+    transpose,
 )
 from src.checkpoint import check_inference_options, load_model, read_checkpoint, resolve_device
 from src.config import register_resolvers
@@ -102,7 +103,7 @@ def _align_directions(
     if cfg.reverse_ckpt_path:
         reverse_pairs = [(tgt, src) for src, tgt in pairs]
         reverse = _aligner(cfg, "reverse_ckpt_path", device, reverse_pairs[0]).attention(reverse_pairs)
-        directions["reverse"] = [_transpose(align(attention, **choice)) for attention in reverse]
+        directions["reverse"] = [transpose(align(attention, **choice)) for attention in reverse]
         for how in SYMMETRIZATIONS:
             directions[how] = [
                 symmetrize(f, r, how)
@@ -208,11 +209,6 @@ def _aligner(cfg: DictConfig, option: str, device: torch.device, first_pair: Pai
                 f"(0..{count - 1}, or negative from the last, or mean)."
             )
     return aligner
-
-
-def _transpose(links: set[Link]) -> set[Link]:
-    """Links of a target -> source model as (source, target) links."""
-    return {(i, j) for j, i in links}
 
 
 def _layer_head_result(grid: LayerHeadScores, png: Path, cfg: DictConfig) -> dict[str, Any]:

@@ -90,12 +90,22 @@ def read_pairs(path: str | Path, pair_format: str = "auto", option: str = "input
     return pairs
 
 
+def transpose(links: set[Link] | frozenset[Link]) -> set[Link]:
+    """Links `(i, j)` as `(j, i)`: the same alignment read from the other side (a target -> source model's
+    links as (source, target) links, or a file's links for a model trained with `data.reverse`)."""
+    return {(j, i) for i, j in links}
+
+
 @dataclass(frozen=True)
 class GoldLinks:
     """The gold links of one pair: `sure` (S) and `possible` (P, which includes every sure link)."""
 
     sure: frozenset[Link]
     possible: frozenset[Link]
+
+    def transposed(self) -> "GoldLinks":
+        """The same links with target index first: the gold of the reversed pair."""
+        return GoldLinks(frozenset(transpose(self.sure)), frozenset(transpose(self.possible)))
 
 
 def read_gold(path: str | Path, index_base: int = 1, option: str = "gold") -> list[GoldLinks]:

@@ -35,10 +35,9 @@ from src.attribution import (
     require_captum,
     summarize,
 )
-from src.checkpoint import AtomicCheckpointIO, load_translator, read_checkpoint, trained_test_path
+from src.checkpoint import AtomicCheckpointIO, load_translator, read_checkpoint, read_test_pairs
 from src.checks import is_int
 from src.config import register_resolvers
-from src.data.tsv import read_parallel_tsv
 from src.data.vocab import EOS, UNK_ID
 from src.entry import check_command_line, user_errors_exit
 from src.errors import ConfigError, DataError
@@ -81,8 +80,7 @@ def analyze_heads(cfg: DictConfig) -> dict[str, Any]:
     translator, train_config = load_translator(cfg)
     net = translator.net
     check_has_heads(net)
-    test_path = cfg.data.test_path or trained_test_path(train_config)
-    pairs = read_parallel_tsv(test_path, option="data.test_path").pairs
+    test_path, pairs = read_test_pairs(cfg.data.test_path, train_config)
     bleu_tokenize = cfg.bleu_tokenize or train_config.get("model", {}).get("bleu_tokenize", "13a")
     if bleu_tokenize not in BLEU.TOKENIZERS:
         raise ConfigError(f"bleu_tokenize={bleu_tokenize} is not a sacrebleu tokenizer: use 13a or none.")
@@ -151,8 +149,8 @@ def analyze_attribution(cfg: DictConfig) -> dict[str, Any]:
     require_captum()
     translator, train_config = load_translator(cfg)
     codec, net = translator.codec, translator.net
-    test_path = cfg.data.test_path or trained_test_path(train_config)
-    sources = [source for source, _ in read_parallel_tsv(test_path, option="data.test_path").pairs]
+    test_path, pairs = read_test_pairs(cfg.data.test_path, train_config)
+    sources = [source for source, _ in pairs]
     sources = [source for source in sources[: options["max_sentences"]] if translator.encode(source)]
     if not sources:
         raise DataError(f"{test_path} has no source sentence with a token to attribute (data.test_path).")

@@ -21,6 +21,7 @@ from torch import nn
 
 from src.config import set_matmul_precision
 from src.data.codec import Codec
+from src.data.tsv import read_parallel_tsv
 from src.decoding.shortlist import Shortlist
 from src.errors import CheckpointError, ConfigError
 from src.models.quantization import quantize_int8
@@ -164,15 +165,20 @@ def load_translator(cfg: DictConfig) -> tuple[Translator, dict[str, Any]]:
     return translator, loaded.config
 
 
-def trained_test_path(train_config: dict[str, Any]) -> str:
-    """The test file of the run that trained the model (from its checkpoint's config), when it had one."""
-    test_path = train_config.get("data", {}).get("test_path")
-    if not test_path:
+def read_test_pairs(
+    test_path: str | None, train_config: dict[str, Any], option: str = "data.test_path"
+) -> tuple[str, list[tuple[str, str]]]:
+    """The (source, reference) pairs a model is scored on: `test_path`, or else the test file of the run that
+    trained it (from its checkpoint's config), read the way round the model translates (`data.reverse`).
+    Returns the path read and its pairs; `option` names the setting in messages."""
+    data = train_config.get("data", {})
+    path = test_path or data.get("test_path")
+    if not path:
         raise ConfigError(
-            "data.test_path is missing and the checkpoint's training run had no test file: "
-            "name a source<TAB>reference file, e.g. data.test_path=data/sample/test.tsv"
+            f"{option} is missing and the checkpoint's training run had no test file: "
+            f"name a source<TAB>reference file, e.g. {option}=data/sample/test.tsv"
         )
-    return test_path
+    return path, read_parallel_tsv(path, option=option, reverse=bool(data.get("reverse", False))).pairs
 
 
 def check_inference_options(cfg: DictConfig) -> None:

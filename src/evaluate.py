@@ -17,9 +17,8 @@ import hydra
 from omegaconf import DictConfig
 from sacrebleu.metrics import BLEU
 
-from src.checkpoint import load_translator, trained_test_path
+from src.checkpoint import load_translator, read_test_pairs
 from src.config import register_resolvers
-from src.data.tsv import read_parallel_tsv
 from src.decoding.hypothesis import Hypothesis
 from src.entry import check_command_line, user_errors_exit
 from src.errors import ConfigError
@@ -33,7 +32,7 @@ register_resolvers()
 
 def evaluate(cfg: DictConfig) -> float:
     translator, train_config = load_translator(cfg)
-    test_path = cfg.data.test_path or trained_test_path(train_config)
+    test_path, pairs = read_test_pairs(cfg.data.test_path, train_config)
     bleu_tokenize = cfg.bleu_tokenize or train_config.get("model", {}).get("bleu_tokenize", "13a")
     if bleu_tokenize not in BLEU.TOKENIZERS:
         raise ConfigError(
@@ -44,7 +43,7 @@ def evaluate(cfg: DictConfig) -> float:
         length_bucket_edges(list(cfg.length_buckets))
     except ValueError as err:
         raise ConfigError(f"length_buckets={list(cfg.length_buckets)} is invalid: {err}.") from None
-    sources, references = zip(*read_parallel_tsv(test_path, option="data.test_path").pairs, strict=True)
+    sources, references = zip(*pairs, strict=True)
 
     log.info("Translating %d sentences of %s", len(sources), test_path)
     scored = score_translations(translator, sources, references, bleu_tokenize, list(cfg.length_buckets))

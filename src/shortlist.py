@@ -40,7 +40,8 @@ def build_shortlist(cfg: DictConfig) -> Path:
     option = (
         "train_path" if cfg.train_path else "the checkpoint's data.train_path (override with train_path=)"
     )
-    pairs = read_parallel_tsv(train_path, on_bad_line="skip", option=option).pairs
+    reverse = bool(loaded.config.get("data", {}).get("reverse", False))  # the way round the model translates
+    pairs = read_parallel_tsv(train_path, on_bad_line="skip", option=option, reverse=reverse).pairs
     codec = loaded.codec
     log.info("Counting %d training pairs of %s", len(pairs), train_path)
     shortlist = Shortlist.build(

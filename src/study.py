@@ -38,9 +38,8 @@ from sacrebleu.significance import PairedTest
 
 from src.analyze import analyze_attribution
 from src.callbacks.attention_measures import mean_measures
-from src.checkpoint import load_translator
+from src.checkpoint import load_translator, read_test_pairs
 from src.config import PROJECT_ROOT, register_resolvers
-from src.data.tsv import read_parallel_tsv
 from src.entry import user_errors_exit
 from src.errors import ConfigError
 from src.evaluate import score_translations
@@ -146,10 +145,8 @@ class TestSet:
             cfg = compose("evaluate")
         cfg.ckpt_path = str(ckpt)  # not an override: job folders have `=` and `,` in their names
         translator, train_config = load_translator(cfg)
-        path = test_path or train_config.get("data", {}).get("test_path")
-        if not path:
-            raise ConfigError(f"{ckpt}: its run had no test file; give one with --test-path")
-        sources, references = zip(*read_parallel_tsv(path, option="--test-path").pairs, strict=True)
+        _, pairs = read_test_pairs(test_path, train_config, option="--test-path")
+        sources, references = zip(*pairs, strict=True)
         bleu_tokenize = train_config.get("model", {}).get("bleu_tokenize", "13a")
         return cls(ckpt.parent.parent.name, translator, sources, references, bleu_tokenize)
 

@@ -59,3 +59,15 @@ def test_a_gold_file_with_a_line_too_few_is_refused(tmp_path):
     gold.write_text("".join(gold.read_text().splitlines(keepends=True)[:-1]))
     with pytest.raises(DataError, match="has no gold line"):
         AlignmentError(input=str(pairs), gold=str(gold))
+
+
+def test_for_a_model_trained_with_data_reverse_each_pair_and_its_gold_are_turned_round(tmp_path):
+    (tmp_path / "pairs.tsv").write_text("the big cat\tle chat\n")
+    (tmp_path / "pairs.gold").write_text("1-1 3-2 2p2\n")
+    forward = AlignmentError(input=str(tmp_path / "pairs.tsv"), gold=str(tmp_path / "pairs.gold"))
+    turned = AlignmentError(
+        input=str(tmp_path / "pairs.tsv"), gold=str(tmp_path / "pairs.gold"), reverse=True
+    )
+    assert turned.pairs == [(["le", "chat"], ["the", "big", "cat"])]
+    assert turned.gold[0].sure == {(0, 0), (1, 2)} == {(j, i) for i, j in forward.gold[0].sure}
+    assert turned.gold[0].possible == {(0, 0), (1, 2), (1, 1)}

@@ -191,6 +191,16 @@ def test_setup_twice_tokenizes_only_once(tmp_path):
     assert all(dm.datasets[split] is datasets[split] for split in datasets)
 
 
+def test_reverse_translates_the_second_column_into_the_first_in_every_split(tmp_path):
+    pairs = [(f"the {w}", f"LE {w.upper()}") for w in WORDS]
+    valid = write_tsv(tmp_path / "valid.tsv", [("the cat", "LE CAT")])
+    dm = make_dm(tmp_path, pairs=pairs, valid_path=valid, reverse=True)
+    assert "LE" in dm.src_vocab.to_list() and "the" not in dm.src_vocab.to_list()
+    assert "the" in dm.tgt_vocab.to_list() and "LE" not in dm.tgt_vocab.to_list()
+    assert dm.datasets["valid"].pairs == [("LE CAT", "the cat")]
+    assert all(src.startswith("LE ") for src, _ in dm.datasets["train"].pairs)
+
+
 def test_vocabularies_are_built_from_the_training_split_only(tmp_path):
     valid = write_tsv(tmp_path / "valid.tsv", [("zebra cat", "ZEBRA CAT")])
     dm = make_dm(tmp_path, valid_path=valid)
@@ -250,6 +260,7 @@ def test_missing_valid_file_error_names_its_option(tmp_path):
         ("max_len", 0),
         ("src_min_freq", 0),
         ("src_tokenizer", {"lowercase": True}),
+        ("reverse", "yes"),
     ],
 )
 def test_invalid_option_raises_config_error_naming_it(tmp_path, name, value):

@@ -6,7 +6,7 @@ import shutil
 import pytest
 import sacrebleu
 
-from src.checkpoint import load_translator
+from src.checkpoint import load_translator, read_test_pairs
 from src.data.tsv import read_parallel_tsv
 from src.entry import user_error_cause
 from src.errors import ConfigError, DataError
@@ -67,6 +67,16 @@ def test_hypotheses_are_written_in_input_order(tiny_checkpoint, tmp_path):
 def test_test_path_defaults_to_the_test_split_of_the_training_run(tiny_checkpoint, tmp_path):
     scores = evaluate_in_process(tiny_checkpoint, tmp_path)
     assert scores["test_path"] == str(tiny_checkpoint["test"])
+
+
+def test_a_model_trained_with_data_reverse_is_scored_on_the_test_file_turned_round(tmp_path):
+    test = tmp_path / "test.tsv"
+    test.write_text("the cat\tle chat\n", encoding="utf-8")
+    trained = {"data": {"test_path": str(test), "reverse": True}}
+    assert read_test_pairs(None, trained) == (str(test), [("le chat", "the cat")])
+    assert read_test_pairs(str(test), {"data": {}}) == (str(test), [("the cat", "le chat")])
+    with pytest.raises(ConfigError, match="data.test_path is missing"):
+        read_test_pairs(None, {"data": {"reverse": True}})
 
 
 def test_bleu_tokenize_none_scores_the_model_tokens(tiny_checkpoint, tmp_path):

@@ -24,13 +24,13 @@ def test_alignment_loss_is_zero_when_attention_equals_the_target_and_positive_ot
     assert float(alignment_loss(changed, target)) == pytest.approx(float(alignment_loss(other, target)))
 
 
-def data_with_links(tmp_path, links: list[str], pairs=None):
+def data_with_links(tmp_path, links: list[str], pairs=None, reverse=False):
     pairs = pairs or [("the cat sleeps .", "le chat dort ."), ("a dog", "un chien")]
     train = write_tsv(tmp_path / "train.tsv", pairs)
     (tmp_path / "train.align").write_text("".join(line + "\n" for line in links))
     dm = TranslationDataModule(
         str(train), valid_ratio=0.0, src_tokenizer=WordTokenizer(split_punctuation=True),
-        alignments_path=str(tmp_path / "train.align"),
+        alignments_path=str(tmp_path / "train.align"), reverse=reverse,
     )  # fmt: skip
     dm.setup("fit")
     return dm
@@ -47,6 +47,18 @@ def test_word_links_become_normalised_token_targets(tmp_path):
     assert torch.allclose(batch.alignment[0, 1], torch.tensor([0.5, 0.5, 0.0, 0.0]))
     assert batch.alignment[0, 2].sum() == 0  # <eos> has no link
     assert dm.stats["aligned_pairs"] == 2
+
+
+def test_with_data_reverse_the_files_links_are_turned_round(tmp_path):
+    # the links name the first column's word first: "a"-"un", "dog"-"chien", "a"-"chien"
+    dm = data_with_links(tmp_path, ["0-0 1-1 2-2 3-3", "0-0 1-1 0-1"], reverse=True)
+    by_source = {ex[2]: ex for ex in (dm.datasets["train"][i] for i in range(2))}
+    # the model reads "un chien" and writes "a dog": (target token, source token)
+    assert sorted(by_source["un chien"][4]) == [(0, 0), (0, 1), (1, 1)]
+    with pytest.raises(
+        DataError, match=r"train.align:2: link 2-0 is out of range: .* 2 words in its first column"
+    ):
+        data_with_links(tmp_path, ["0-0", "2-0"], reverse=True)
 
 
 def test_a_links_file_with_another_line_count_names_both_files(tmp_path):

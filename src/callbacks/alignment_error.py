@@ -37,8 +37,10 @@ class AlignmentError(Callback):
     heatmap of pair `heatmap_pair`'s word attention and its gold links marked on top (sure: filled squares,
     possible: open squares). Off unless `gold` is set (`callbacks.alignment_error.gold=...`).
 
-    input:  the sentence pairs (`source<TAB>target` or `source ||| target`, words separated by spaces)
-    gold:   one line of links per pair, `i-j` sure and `ipj` possible, source word first
+    input:   the sentence pairs (`source<TAB>target` or `source ||| target`, words separated by spaces)
+    gold:    one line of links per pair, `i-j` sure and `ipj` possible, source word first
+    reverse: the model translates the files' second side into the first (`data.reverse`, which the
+             config passes): each pair and its gold links are turned round before force-decoding
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class AlignmentError(Callback):
         head: int | str = "mean",
         batch_size: int = 64,
         heatmap_pair: int = 0,
+        reverse: bool = False,
     ) -> None:
         self.pairs: list = []
         self.gold: list[GoldLinks] = []
@@ -70,6 +73,9 @@ class AlignmentError(Callback):
         self.pairs = read_pairs(input, option="callbacks.alignment_error.input")
         self.gold = read_gold(gold, gold_index_base, option="callbacks.alignment_error.gold")
         check_gold(self.gold, self.pairs, gold, input, gold_index_base)
+        if reverse:
+            self.pairs = [(tgt, src) for src, tgt in self.pairs]
+            self.gold = [links.transposed() for links in self.gold]
         if not 0 <= heatmap_pair < len(self.pairs):
             raise ConfigError(
                 f"callbacks.alignment_error.heatmap_pair={heatmap_pair} is out of range: {input} has "

@@ -16,7 +16,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from src.alignment import read_pharaoh
+from src.alignment import read_pharaoh, transpose
 from src.checks import is_int, is_number
 from src.data.batch import Batch, Example, collate
 from src.data.codec import Codec
@@ -147,6 +147,7 @@ class TranslationDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         on_bad_line: str = "error",
         alignments_path: str | None = None,
+        reverse: bool = False,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -170,6 +171,7 @@ class TranslationDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.on_bad_line = on_bad_line
         self.alignments_path = alignments_path
+        self.reverse = reverse
         self.seed = seed
         self._codec: Codec | None = None
         self.datasets: dict[str, TranslationDataset] = {}
@@ -213,7 +215,9 @@ class TranslationDataModule(L.LightningDataModule):
         skipped: dict[str, dict[str, int]] = {}
         for split, path in self.paths.items():
             if path is not None:
-                corpus = read_parallel_tsv(path, self.on_bad_line, option=f"data.{split}_path")
+                corpus = read_parallel_tsv(
+                    path, self.on_bad_line, option=f"data.{split}_path", reverse=self.reverse
+                )
                 pairs[split], skipped[split] = corpus.pairs, corpus.skipped
         if self.alignments_path:
             self._read_alignments(pairs["train"], skipped["train"])
@@ -278,8 +282,9 @@ class TranslationDataModule(L.LightningDataModule):
         return vocab
 
     def _read_alignments(self, train: list[Pair], skipped: dict[str, int]) -> None:
-        """`data.alignments_path`: one line of Pharaoh links (`i-j`, 0-based, source word first) per training
-        pair, checked against the pairs' words; kept by pair for `_token_alignments`."""
+        """`data.alignments_path`: one line of Pharaoh links (`i-j`, 0-based, the word of the file's first
+        column first) per training pair, checked against the pairs' words (turned round to `j-i` with
+        `data.reverse`); kept by pair for `_token_alignments`."""
         path, option = self.alignments_path, "data.alignments_path"
         if any(skipped.values()):
             raise ConfigError(
@@ -287,6 +292,10 @@ class TranslationDataModule(L.LightningDataModule):
                 "data.on_bad_line=skip skipped some: fix the training file or leave data.on_bad_line=error."
             )
         links = read_pharaoh(path, option=option)
+        if (
+            self.reverse
+        ):  # the file's links name the first column's word first; the model's source is the second
+            links = [transpose(pair_links) for pair_links in links]
         if len(links) != len(train):
             raise DataError(
                 f"{path} has {len(links)} lines but {self.paths['train']} has {len(train)} pairs: give one line "
@@ -298,9 +307,13 @@ class TranslationDataModule(L.LightningDataModule):
                 (link for link in sorted(pair_links) if link[0] >= lengths[0] or link[1] >= lengths[1]), None
             )
             if bad is not None:
+                shown, counts = (
+                    (bad[::-1], lengths[::-1]) if self.reverse else (bad, lengths)
+                )  # as in the files
                 raise DataError(
-                    f"{path}:{number}: link {bad[0]}-{bad[1]} is out of range: line {number} of "
-                    f"{self.paths['train']} has {lengths[0]} source and {lengths[1]} target words (0-based)."
+                    f"{path}:{number}: link {shown[0]}-{shown[1]} is out of range: line {number} of "
+                    f"{self.paths['train']} has {counts[0]} words in its first column and {counts[1]} in its "
+                    "second (0-based)."
                 )
         self._alignments = dict(zip(train, links, strict=True))
 
@@ -437,6 +450,7 @@ def _validate(args: dict[str, Any]) -> None:
         ),
         ("num_workers", is_int(args["num_workers"], 0), "an integer >= 0"),
         ("on_bad_line", args["on_bad_line"] in ON_BAD_LINE_CHOICES, f"one of {list(ON_BAD_LINE_CHOICES)}"),
+        ("reverse", isinstance(args["reverse"], bool), "true or false"),
         ("seed", is_int(args["seed"], 0), "an integer >= 0"),
         (
             "alignments_path",

@@ -3,6 +3,9 @@
 Quotes are ordinary characters (no CSV quoting). A UTF-8 byte order mark and CRLF line endings are
 accepted. The file is read as bytes and decoded line by line, so a line of invalid UTF-8 is reported
 with its own line number instead of failing the whole file.
+
+`reverse=True` reads each line as (second column, first column): a model of the other direction is trained
+and scored from the same files (`data.reverse`, e.g. French->English from an English<TAB>French corpus).
 """
 
 import logging
@@ -51,9 +54,14 @@ class _BadLine(Exception):
 
 
 def read_parallel_tsv(
-    path: str | Path, on_bad_line: OnBadLine = "error", *, option: str = "data.train_path"
+    path: str | Path,
+    on_bad_line: OnBadLine = "error",
+    *,
+    option: str = "data.train_path",
+    reverse: bool = False,
 ) -> TsvCorpus:
-    """Read `path` into (source, target) pairs.
+    """Read `path` into (source, target) pairs: (first column, second column), or (second, first) with
+    `reverse`.
 
     on_bad_line="error" raises `DataError("<file>:<line>: <what>. <fix>")` at the first malformed
     line; "skip" drops malformed lines, logs one warning and reports counts per kind. `option` is the
@@ -75,6 +83,8 @@ def read_parallel_tsv(
                 kinds[bad.kind] += 1
                 corpus.skipped_lines.append(number)
     corpus.skipped = dict(kinds)
+    if reverse:
+        corpus.pairs = [(target, source) for source, target in corpus.pairs]
     if kinds:
         _warn_skipped(path, corpus)
     if not corpus.pairs:
