@@ -13,7 +13,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import hydra
 import matplotlib.pyplot as plt
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -42,7 +41,7 @@ from src.alignment import (
 from src.checkpoint import check_inference_options, load_model, read_checkpoint, resolve_device
 from src.config import register_resolvers
 from src.data.tsv import read_parallel_tsv
-from src.entry import check_command_line, user_errors_exit
+from src.entry import entry_point
 from src.errors import ConfigError
 from src.plotting import score_grid_figure
 from src.statistical_aligner import eflomal_links
@@ -264,9 +263,7 @@ def summarize(result: dict[str, Any], grid: LayerHeadScores | None, scores_path:
     log.info("Done.\n  %s", "\n  ".join(lines))
 
 
-@check_command_line
-@hydra.main(version_base="1.3", config_path="../conf", config_name="align")
-@user_errors_exit
+@entry_point("align")
 def main(cfg: DictConfig) -> float | None:
     return align_pairs(cfg)
 

@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 from sacrebleu.metrics import BLEU
@@ -39,7 +38,7 @@ from src.checkpoint import AtomicCheckpointIO, load_translator, read_checkpoint,
 from src.checks import is_int
 from src.config import register_resolvers
 from src.data.vocab import EOS, UNK_ID
-from src.entry import check_command_line, user_errors_exit
+from src.entry import entry_point
 from src.errors import ConfigError, DataError
 from src.heads import (
     HeadImportance,
@@ -380,9 +379,7 @@ def command_line(argv: list[str]) -> list[str]:
     return argv
 
 
-@check_command_line
-@hydra.main(version_base="1.3", config_path="../conf", config_name="analyze")
-@user_errors_exit
+@entry_point("analyze")
 def main(cfg: DictConfig) -> None:
     analyze(cfg)
 

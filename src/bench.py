@@ -25,7 +25,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import hydra
 import lightning
 import torch
 from hydra import compose
@@ -40,7 +39,7 @@ from src.config import register_resolvers, set_matmul_precision
 from src.data.datamodule import TranslationDataModule
 from src.decoding import SequenceGenerator
 from src.decoding.shortlist import Shortlist
-from src.entry import check_command_line, user_errors_exit
+from src.entry import entry_point
 from src.errors import ConfigError
 from src.export import export_ctranslate2, require_ctranslate2
 from src.hardware import check_precision, cpu_family
@@ -394,9 +393,7 @@ def peak_rss_mb() -> float:
     return peak / 2**20 if platform.system() == "Darwin" else peak / 2**10
 
 
-@check_command_line
-@hydra.main(version_base="1.3", config_path="../conf", config_name="bench")
-@user_errors_exit
+@entry_point("bench")
 def main(cfg: DictConfig) -> None:
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     print(bench(cfg, output_dir))

@@ -10,9 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
+from omegaconf import DictConfig
 
 from src.config import PROJECT_ROOT
 from src.errors import UserError
@@ -35,6 +37,20 @@ LIBRARY_WARNINGS = (
 def filter_library_warnings() -> None:
     for message in LIBRARY_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
+
+
+def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], T]], Callable[[], T]]:
+    """The decorator of every command's `main(cfg)`: `@entry_point("train")` composes `conf/train.yaml`
+    with the command line (`hydra.main`), after `check_command_line` has checked the command line, and runs
+    `main` under `user_errors_exit` (a user's mistake ends in its message, a failing sweep job is recorded)."""
+
+    def decorate(main: Callable[[DictConfig], T]) -> Callable[[], T]:
+        hydra_main = hydra.main(
+            version_base="1.3", config_path=str(PROJECT_ROOT / "conf"), config_name=config_name
+        )
+        return check_command_line(hydra_main(user_errors_exit(main)))
+
+    return decorate
 
 
 def check_command_line(main: Callable[[], T]) -> Callable[[], T]:

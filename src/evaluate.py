@@ -13,14 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 from sacrebleu.metrics import BLEU
 
 from src.checkpoint import load_translator, read_test_pairs
 from src.config import register_resolvers
 from src.decoding.hypothesis import Hypothesis
-from src.entry import check_command_line, user_errors_exit
+from src.entry import entry_point
 from src.errors import ConfigError
 from src.metrics import SequenceAccuracy, corpus_scores, length_bucket_edges, scores_by_length
 from src.plotting import length_figure, save_figure
@@ -156,9 +155,7 @@ def summarize(result: dict[str, Any], hypotheses_path: Path, scores_path: Path, 
     log.info("Done.\n  %s", "\n  ".join(lines))
 
 
-@check_command_line
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
-@user_errors_exit
+@entry_point("evaluate")
 def main(cfg: DictConfig) -> float:
     return evaluate(cfg)
 

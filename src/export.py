@@ -20,7 +20,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -28,7 +27,7 @@ from src.checkpoint import load_model
 from src.config import register_resolvers
 from src.data.codec import Codec
 from src.data.vocab import BOS, EOS, UNK
-from src.entry import check_command_line, user_errors_exit
+from src.entry import entry_point
 from src.errors import ConfigError
 from src.models.attention import MultiHeadAttention
 from src.models.decoders import TransformerDecoder
@@ -201,9 +200,7 @@ def export(cfg: DictConfig) -> Path:
     return output
 
 
-@check_command_line
-@hydra.main(version_base="1.3", config_path="../conf", config_name="export")
-@user_errors_exit
+@entry_point("export")
 def main(cfg: DictConfig) -> Path:
     return export(cfg)
 

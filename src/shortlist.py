@@ -9,7 +9,6 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
@@ -19,7 +18,7 @@ from src.data.batch import collate_sources
 from src.data.codec import Codec
 from src.data.tsv import read_parallel_tsv
 from src.decoding.shortlist import Shortlist
-from src.entry import check_command_line, user_errors_exit
+from src.entry import entry_point
 from src.errors import ConfigError
 
 log = logging.getLogger("seq2seq-lab")
@@ -79,9 +78,7 @@ def _sample_batches(
         yield collate_sources([codec.encode_src(src) or [0] for src, _ in pairs[start : start + size]])[0]
 
 
-@check_command_line
-@hydra.main(version_base="1.3", config_path="../conf", config_name="shortlist")
-@user_errors_exit
+@entry_point("shortlist")
 def main(cfg: DictConfig) -> Path:
     return build_shortlist(cfg)
 

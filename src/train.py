@@ -8,7 +8,6 @@ import logging
 import time
 from pathlib import Path
 
-import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
@@ -18,7 +17,7 @@ from src.callbacks.run_metrics import run_metrics_of
 from src.checkpoint import read_checkpoint
 from src.config import instantiate_each, register_resolvers, set_matmul_precision, to_plain
 from src.data.codec import Codec
-from src.entry import check_command_line, in_sweep, user_errors_exit
+from src.entry import entry_point, in_sweep
 from src.errors import CheckpointError, ConfigError
 from src.launchers import fit_to_launcher, set_job_threads
 from src.lightning_compat import starts_processes_by_rerunning_the_command
@@ -112,9 +111,7 @@ def summarize(trainer: L.Trainer, output_dir: Path, best_bleu: float) -> None:
     log.info("Done.\n  %s", "\n  ".join(lines))
 
 
-@check_command_line
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-@user_errors_exit
+@entry_point("train")
 def main(cfg: DictConfig) -> float | None:
     return train(cfg)
 

@@ -12,13 +12,12 @@ from itertools import islice
 from pathlib import Path
 from typing import TextIO
 
-import hydra
 from omegaconf import DictConfig
 
 from src.checkpoint import load_translator
 from src.config import register_resolvers
 from src.decoding import Hypothesis
-from src.entry import check_command_line, user_errors_exit
+from src.entry import entry_point
 from src.errors import ConfigError, DataError
 from src.plotting import text_heatmap
 from src.translator import Translator
@@ -112,9 +111,7 @@ def _open_output(path: str | None, files: ExitStack) -> TextIO:
     return files.enter_context(open(path, "w", encoding="utf-8"))
 
 
-@check_command_line
-@hydra.main(version_base="1.3", config_path="../conf", config_name="translate")
-@user_errors_exit
+@entry_point("translate")
 def main(cfg: DictConfig) -> None:
     translate(cfg)
 

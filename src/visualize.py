@@ -11,13 +11,12 @@ import logging
 import re
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, ListConfig
 
 from src.alignment import PAIR_FORMATS, check_gold, read_gold, read_pairs
 from src.checkpoint import load_translator
 from src.config import register_resolvers
-from src.entry import check_command_line, user_errors_exit
+from src.entry import entry_point
 from src.errors import ConfigError, DataError
 from src.explorer import Explorer, Sentence, write_page
 from src.plotting import attention_figure, save_figure
@@ -152,9 +151,7 @@ def _slug(text: str, max_chars: int = 40) -> str:
     return re.sub(r"\W+", "_", text).strip("_")[:max_chars] or "sentence"
 
 
-@check_command_line
-@hydra.main(version_base="1.3", config_path="../conf", config_name="visualize")
-@user_errors_exit
+@entry_point("visualize")
 def main(cfg: DictConfig) -> None:
     visualize(cfg)
 
