@@ -13,6 +13,10 @@ of the last layer (what `src.align` writes by default), of the mean over everyth
 head; then the run's test BLEU (greedy, from its summary.json). The figure: AER against training steps (the
 `attention/aer` each run logged with `callbacks.alignment_error`), eflomal's as a line, and the AER by layer
 and head of each run (`--grid-method`, default argmax).
+
+`--symmetrize FORWARD REVERSE` (repeatable) adds a second table: the forward run's model with the reverse run's
+(trained with `data.reverse=true`) as `reverse_ckpt_path`, every method, the AER of each direction and of each
+symmetrisation (intersection, union, grow-diag-final).
 """
 
 import argparse
@@ -31,9 +35,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 METHODS = ("argmax", "threshold", "shift")
 
 
-def align(run: Path, method: str, gold_dir: Path, baseline: bool) -> dict:
-    """Run `python -m src.align` for one run and method; its scores.json."""
-    out = run / "alignment" / method
+SYMMETRIZED = ("forward", "reverse", "intersection", "union", "grow-diag-final")
+
+
+def align(run: Path, method: str, gold_dir: Path, baseline: bool, reverse: Path | None = None) -> dict:
+    """Run `python -m src.align` for one run and method (with `reverse`: that run's model as the reverse
+    model); its scores.json."""
+    out = run / "alignment" / (method if reverse is None else f"{method}_symmetrized_{reverse.name}")
     shutil.rmtree(out, ignore_errors=True)  # a fresh folder: align.log appends
     command = [
         sys.executable,
@@ -45,6 +53,7 @@ def align(run: Path, method: str, gold_dir: Path, baseline: bool) -> dict:
         f"method={method}",
         f"hydra.run.dir={out}",
         *(["baseline=eflomal"] if baseline else []),
+        *([f"reverse_ckpt_path={reverse / 'checkpoints' / 'best.ckpt'}"] if reverse is not None else []),
     ]
     print("$ python", " ".join(command[1:]), flush=True)
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
@@ -75,15 +84,19 @@ def test_bleu(run: Path) -> float | None:
 
 
 def figure(runs: list[Path], scores: dict, eflomal: float, path: Path, method: str) -> None:
-    columns = 1 + len(runs)
-    fig, axes = plt.subplots(1, columns, figsize=(5.0 * columns, 3.8), gridspec_kw={"wspace": 0.5})
+    gridded = [run for run in runs if "by_layer_head" in scores[run.name][method]]  # several heads
+    columns = 1 + len(gridded)
+    fig, axes = plt.subplots(
+        1, columns, figsize=(5.0 * columns, 3.8), gridspec_kw={"wspace": 0.5}, squeeze=False
+    )
+    axes = axes[0]
     for run in runs:
         steps, values = aer_curve(run)
         axes[0].plot(steps, values, marker="o", label=run.name)
     axes[0].axhline(eflomal, color="grey", linestyle="--", label=f"eflomal {eflomal:.1f}")
     axes[0].set(xlabel="training step", ylabel="AER (%)", title="AER while training (argmax, mean of heads)")
     axes[0].legend(fontsize=8)
-    for ax, run in zip(axes[1:], runs, strict=True):
+    for ax, run in zip(axes[1:], gridded, strict=True):
         by_cell = scores[run.name][method]["by_layer_head"]
         layers = sorted({s["layer"] for s in by_cell if s["layer"] != "mean"})
         heads = sorted({s["head"] for s in by_cell if s["head"] != "mean"})
@@ -96,7 +109,8 @@ def figure(runs: list[Path], scores: dict, eflomal: float, path: Path, method: s
                         color="white" if value < 50 else "black")  # fmt: skip
         ax.set(xticks=range(len(cols)), xticklabels=cols, yticks=range(len(rows)), yticklabels=rows,
                xlabel="head", ylabel="decoder layer", title=f"AER by layer × head, {method}\n{run.name}")  # fmt: skip
-    fig.colorbar(image, ax=axes[1:], shrink=0.8, label="AER (%)")
+    if gridded:
+        fig.colorbar(image, ax=axes[1:], shrink=0.8, label="AER (%)")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -110,6 +124,10 @@ def main() -> None:
     parser.add_argument("--gold-dir", type=Path, default=Path("../shared/data/align-enfr"))
     parser.add_argument("--figure", type=Path, default=None)
     parser.add_argument("--grid-method", choices=METHODS, default="argmax", help="the method of the heatmaps")
+    parser.add_argument(
+        "--symmetrize", nargs=2, action="append", type=Path, default=[], metavar=("FORWARD", "REVERSE"),
+        help="a forward run and a reverse run (data.reverse=true): every direction and symmetrisation",
+    )  # fmt: skip
     args = parser.parse_args()
 
     scores: dict[str, dict[str, dict]] = {}
@@ -128,15 +146,32 @@ def main() -> None:
         bleu = test_bleu(run)
         for method in METHODS:
             result = scores[run.name][method]
-            best = result["best_layer_head"]
+            if "by_layer_head" in result:
+                best = result["best_layer_head"]
+                mean, best = (
+                    cell(result, "mean", "mean"),
+                    f"{best['layer']}, {best['head']}: {best['aer']:.1f}",
+                )
+            else:  # one layer of one head (a recurrent model with single-head attention)
+                mean, best = result["aer"], "(one head)"
             print(
-                f"| {run.name} | `{method}` | {result['aer']:.1f} | {cell(result, 'mean', 'mean'):.1f} | "
-                f"{best['layer']}, {best['head']}: {best['aer']:.1f} | {result['precision']:.1f} | "
-                f"{result['recall']:.1f} | {bleu if bleu is None else f'{bleu:.2f}'} |"
+                f"| {run.name} | `{method}` | {result['aer']:.1f} | {mean:.1f} | {best} | "
+                f"{result['precision']:.1f} | {result['recall']:.1f} | {bleu if bleu is None else f'{bleu:.2f}'} |"
             )
     if eflomal is not None:
         print(f"| eflomal (Tatoeba train + the pairs, grow-diag-final) | | {eflomal['aer']:.1f} | | | "
               f"{eflomal['precision']:.1f} | {eflomal['recall']:.1f} | |")  # fmt: skip
+    for forward, reverse in args.symmetrize:
+        print(f"\n{forward.name} with {reverse.name} as the reverse model (AER / precision / recall):\n")
+        print("| method | " + " | ".join(SYMMETRIZED) + " |")
+        print("| --- |" + " ---: |" * len(SYMMETRIZED))
+        for method in METHODS:
+            directions = align(forward, method, args.gold_dir, baseline=False, reverse=reverse)["directions"]
+            cells = [
+                f"{d['aer']:.1f} / {d['precision']:.1f} / {d['recall']:.1f}"
+                for d in (directions[name] for name in SYMMETRIZED)
+            ]
+            print(f"| `{method}` | " + " | ".join(cells) + " |")
     if args.figure and eflomal is not None:
         figure(args.runs, scores, eflomal["aer"], args.figure, args.grid_method)
         print(f"\nFigure: {args.figure}")
