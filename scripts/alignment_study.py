@@ -14,7 +14,8 @@ head; then the run's test BLEU (greedy, from its summary.json). The figure: AER 
 `attention/aer` each run logged with `callbacks.alignment_error`), eflomal's as a line, and the AER by layer
 and head of each run (`--grid-method`, default argmax).
 
-`--symmetrize FORWARD REVERSE` (repeatable) adds a second table: the forward run's model with the reverse run's
+Give a reverse run (trained with `data.reverse=true`) only through `--symmetrize`: `src.align` reads the
+gold pairs as the forward model's. `--symmetrize FORWARD REVERSE` (repeatable) adds a second table: the forward run's model with the reverse run's
 (trained with `data.reverse=true`) as `reverse_ckpt_path`, every method, the AER of each direction and of each
 symmetrisation (intersection, union, grow-diag-final).
 """
@@ -83,14 +84,18 @@ def test_bleu(run: Path) -> float | None:
     return json.loads(summary.read_text(encoding="utf-8")).get("test_bleu") if summary.exists() else None
 
 
-def figure(runs: list[Path], scores: dict, eflomal: float, path: Path, method: str) -> None:
+def figure(
+    runs: list[Path], scores: dict, eflomal: float, path: Path, method: str, curves: list[Path]
+) -> None:
+    """AER while training of `runs` and `curves` (reverse runs, whose callback read the gold turned round),
+    and the AER by layer and head of each run with several heads."""
     gridded = [run for run in runs if "by_layer_head" in scores[run.name][method]]  # several heads
     columns = 1 + len(gridded)
     fig, axes = plt.subplots(
         1, columns, figsize=(5.0 * columns, 3.8), gridspec_kw={"wspace": 0.5}, squeeze=False
     )
     axes = axes[0]
-    for run in runs:
+    for run in [*runs, *(run for run in curves if run not in runs)]:
         steps, values = aer_curve(run)
         axes[0].plot(steps, values, marker="o", label=run.name)
     axes[0].axhline(eflomal, color="grey", linestyle="--", label=f"eflomal {eflomal:.1f}")
@@ -173,7 +178,8 @@ def main() -> None:
             ]
             print(f"| `{method}` | " + " | ".join(cells) + " |")
     if args.figure and eflomal is not None:
-        figure(args.runs, scores, eflomal["aer"], args.figure, args.grid_method)
+        reverse_runs = [reverse for _, reverse in args.symmetrize]
+        figure(args.runs, scores, eflomal["aer"], args.figure, args.grid_method, reverse_runs)
         print(f"\nFigure: {args.figure}")
 
 

@@ -199,6 +199,13 @@ def _aligner(cfg: DictConfig, option: str, device: torch.device, first_pair: Pai
             f"{option}={cfg[option]}: this model has no attention to read alignments from: it was trained "
             "with attention=none. Align with a model trained with an attention (e.g. attention=bahdanau)."
         )
+    if option == "ckpt_path" and loaded.config.get("data", {}).get("reverse"):
+        log.warning(
+            "ckpt_path=%s was trained with data.reverse=true: it translates its training files' second column "
+            "into the first. src.align reads input as this model's (source, target) pairs, so give the input "
+            "with its sides in that order, or use this model as reverse_ckpt_path beside a forward model.",
+            cfg[option],
+        )
     aligner = Aligner(loaded.net, loaded.codec, cfg.batch_size)
     num_layers, num_heads = aligner.attention([first_pair])[0].weights.shape[:2]
     for name, value, count in (("layer", cfg.layer, num_layers), ("head", cfg.head, num_heads)):

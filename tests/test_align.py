@@ -321,6 +321,17 @@ def test_a_reverse_model_is_symmetrised(tiny_checkpoint, tmp_path, digits):
     assert scores["alignment"] == "intersection" and scores["aer"] == directions["intersection"]["aer"]
 
 
+def test_a_model_trained_with_data_reverse_is_named_when_it_is_given_as_the_forward_model(
+    tiny_checkpoint, tmp_path, digits, caplog
+):
+    reverse = one_step_checkpoint(tiny_checkpoint, tmp_path, *RNN_SIZES, "data.reverse=true")
+    align_in_process(tiny_checkpoint["ckpt"], tmp_path / "pair", f"input={digits['pairs']}",
+                     f"reverse_ckpt_path={reverse}")  # fmt: skip
+    assert "data.reverse=true" not in caplog.text  # where it belongs: no warning
+    align_in_process(reverse, tmp_path / "forward", f"input={digits['pairs']}")
+    assert "was trained with data.reverse=true" in caplog.text and "reverse_ckpt_path" in caplog.text
+
+
 # --------------------------------------------------------------------------------------------- errors
 
 
