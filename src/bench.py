@@ -153,9 +153,13 @@ def measure_decoding(
 ) -> list[dict[str, Any]]:
     """Each of `decode.searches`, interleaved over `decode.rounds`; the fastest round counts. The first
     search is the greedy decoding that scored the BLEU part, which counts as one of its rounds."""
-    int8_net = (
-        quantize_int8(module.net) if any(search.get("int8") for search in cfg.decode.searches) else None
-    )
+    # int8 nets, by whether a shortlist keeps the output layer float (as src.checkpoint.load_translator)
+    int8_nets = {
+        shortlisted: quantize_int8(module.net, ("output_layer",) if shortlisted else ())
+        for shortlisted in {
+            bool(search.get("shortlist")) for search in cfg.decode.searches if search.get("int8")
+        }
+    }
     shortlists = {
         index: search_shortlist(cfg, search, datamodule)
         for index, search in enumerate(cfg.decode.searches)
@@ -170,7 +174,7 @@ def measure_decoding(
     for _ in range(cfg.decode.rounds):
         for index, search in enumerate(cfg.decode.searches):
             log.info("Decoding the validation set: %s", search.name)
-            net = int8_net if search.get("int8") else module.net
+            net = int8_nets[bool(search.get("shortlist"))] if search.get("int8") else module.net
             with matmul_precision_of(search):
                 decoded = decode_validation(
                     cfg,

@@ -150,13 +150,10 @@ def load_translator(cfg: DictConfig) -> tuple[Translator, dict[str, Any]]:
     device = resolve_device(cfg.device)
     if cfg.get("int8") and device.type != "cpu":
         raise ConfigError(f"int8=true quantises for the CPU only; use device=cpu (got device={cfg.device}).")
-    if cfg.get("int8") and cfg.get("shortlist"):
-        raise ConfigError(
-            "int8=true and shortlist= cannot be combined yet (the shortlist gathers rows of a float output "
-            "layer): use one of them."
-        )
     loaded = load_model(cfg.ckpt_path, device)
-    net = quantize_int8(loaded.net) if cfg.get("int8") else loaded.net
+    # with a shortlist the output layer stays float: the shortlist gathers its rows per batch
+    keep_float = ("output_layer",) if cfg.get("shortlist") else ()
+    net = quantize_int8(loaded.net, keep_float) if cfg.get("int8") else loaded.net
     shortlist = None
     if cfg.get("shortlist"):
         shortlist = Shortlist.load(cfg.shortlist)

@@ -6,6 +6,7 @@ import torch
 from src.decoding import SequenceGenerator
 from src.decoding.shortlist import Shortlist
 from src.errors import CheckpointError, ConfigError
+from src.models.quantization import quantize_int8
 from tests.test_seq2seq import VOCAB, batch, rnn_model, transformer_model
 
 # ids: 0-3 are <pad> <unk> <bos> <eos>; the source word 4 always comes with the target word 7, 5 with 8
@@ -94,4 +95,24 @@ def test_the_command_builds_a_shortlist_that_evaluate_and_translate_read(tiny_ch
         "int8=true",
         stdin="1 2 3\n",
     )
-    assert result.returncode == 2 and "int8=true and shortlist= cannot be combined" in result.stderr
+    assert result.returncode == 0 and result.stdout.strip(), (
+        result.stderr
+    )  # int8 layers, a float output layer
+
+
+def test_int8_with_a_shortlist_keeps_only_the_output_layer_float_and_decodes_from_the_shortlist():
+    model = rnn_model().eval()
+    src, src_len, _ = batch()
+    shortlist = Shortlist(torch.full((VOCAB, 1), 5), torch.tensor([9]), torch.arange(4), VOCAB)
+    quantized = quantize_int8(model, keep_float=("output_layer",))
+    assert type(quantized.output_layer) is torch.nn.Linear
+    assert type(quantized.decoder.output_layer) is not torch.nn.Linear  # the other linear layers: int8
+    restricted = shortlist.restrict(quantized, src)
+    generator = SequenceGenerator(beam_size=2, max_len_b=6, min_len=3)
+    nbest = restricted.full_ids(generator(restricted, src, src_len))
+    tokens = {token for hypotheses in nbest for hypothesis in hypotheses for token in hypothesis.tokens}
+    assert tokens and tokens <= {0, 1, 2, 5, 9}
+    with pytest.raises(ValueError, match="float output layer"):
+        shortlist.restrict(quantize_int8(model), src)
+    with pytest.raises(ValueError, match="keep_float names no layer"):
+        quantize_int8(model, keep_float=("output",))

@@ -151,6 +151,11 @@ class ShortlistedModel:
             raise ValueError(f"a shortlist starts with the special tokens' ids 0-3, got {vocab[:4].tolist()}")
         self.model, self.vocab = model, vocab
         layer = model.output_layer
+        if not isinstance(layer, torch.nn.Linear):  # e.g. an int8 layer: its rows cannot be gathered
+            raise ValueError(
+                f"a shortlist gathers rows of a float output layer, not of a {type(layer).__name__}: quantise "
+                "with quantize_int8(net, keep_float=('output_layer',))"
+            )
         self.weight = layer.weight[vocab]  # [n, hidden], gathered once per batch
         self.bias = None if layer.bias is None else layer.bias[vocab]
         self.pad_id, self.bos_id, self.eos_id = model.pad_id, model.bos_id, model.eos_id
