@@ -3,9 +3,9 @@
 # = ../shared/peers/onmt_rnn_bahdanau.yaml), each trained for BUDGET seconds (default 180) on the same tokenised
 # Tatoeba, then the 2,001-sentence valid set decoded greedy and with beam 5 in batches of 64, 2 threads: OpenNMT-py
 # with onmt_translate (its own "Total translation time", model loading excluded), ours with the benchmark's decode
-# part (the fastest of 3 rounds; with and without the vocabulary shortlist). BLEU beside each, sacrebleu
+# part (the fastest of 3 rounds; with and without the vocabulary shortlist, and with int8 linear layers). BLEU beside each, sacrebleu
 # tokenize=none on the shared tokenisation (../shared/peers/bleu.py; ours the same scoring).
-# usage: scripts/decode_vs_onmt.sh PROJECT_PYTHON     (from the project's root, on a quiet machine; ~12 min)
+# usage: scripts/decode_vs_onmt.sh PROJECT_PYTHON     (from the project's root, on a quiet machine; ~15 min)
 set -u
 PY=$1; peers=$(cd "$(dirname "$0")/../../shared/peers" && pwd)
 export PEERS=${PEERS:-${XDG_CACHE_HOME:-$HOME/.cache}/seq2seq-peers} OMP_NUM_THREADS=2 MKL_NUM_THREADS=2
@@ -29,7 +29,7 @@ for beam in 1 5; do
 done
 out=$(mktemp -d)
 "$PY" -m src.bench "parts=[decode]" decode.train_minutes=$((BUDGET / 60)) decode.rounds=3 \
-  "decode.searches=[{name: greedy, beam_size: 1},{name: beam 5, beam_size: 5},{name: 'greedy, shortlist', beam_size: 1, shortlist: true},{name: 'beam 5, shortlist', beam_size: 5, shortlist: true},{name: 'greedy, shortlist 50+10', beam_size: 1, shortlist: {frequent: 50, best: 10}},{name: 'beam 5, shortlist 50+10', beam_size: 5, shortlist: {frequent: 50, best: 10}}]" \
+  "decode.searches=[{name: greedy, beam_size: 1},{name: beam 5, beam_size: 5},{name: 'greedy, shortlist', beam_size: 1, shortlist: true},{name: 'beam 5, shortlist', beam_size: 5, shortlist: true},{name: 'greedy, shortlist 50+10', beam_size: 1, shortlist: {frequent: 50, best: 10}},{name: 'beam 5, shortlist 50+10', beam_size: 5, shortlist: {frequent: 50, best: 10}},{name: 'greedy, int8', beam_size: 1, int8: true},{name: 'beam 5, int8', beam_size: 5, int8: true},{name: 'greedy, int8 + shortlist 50+10', beam_size: 1, int8: true, shortlist: {frequent: 50, best: 10}},{name: 'beam 5, int8 + shortlist 50+10', beam_size: 5, int8: true, shortlist: {frequent: 50, best: 10}}]" \
   hydra.run.dir="$out" >"$out/log" 2>&1 || { tail -3 "$out/log"; echo "our bench failed"; exit 1; }
 "$PY" - "$out/bench.json" <<'PY'
 import json, sys

@@ -37,6 +37,8 @@ def test_tiny_benchmark_writes_json_and_markdown(tmp_path: Path, monkeypatch: py
         "beam 5, shortlist",
         "greedy, int8 linear layers",
         "beam 5, int8 linear layers",
+        "greedy, int8 + shortlist",
+        "beam 5, int8 + shortlist",
         "greedy, float32_matmul_precision=medium",
         "beam 5, float32_matmul_precision=medium",
     ]
