@@ -196,13 +196,15 @@ def attribute_run(
 def collect_jobs(
     folder: Path, beam_size: int, test_path: str | None, refresh: bool, attribution: int = 0
 ) -> list[Job]:
-    jobs = []
-    runs = collect_runs(folder)
-    varying = varying_options([run.overrides for run in runs])
-    for run in runs:
+    jobs, runs = [], []
+    for run in collect_runs(folder):
         if run.summary.status != "completed" or not (run.folder / "checkpoints" / "best.ckpt").is_file():
             log.warning("%s: %s, no best checkpoint: left out", run.name, run.summary.status)
-            continue
+        else:
+            runs.append(run)
+    # rows are named by what varies among the runs of the table: a run left out does not rename them
+    varying = varying_options([run.overrides for run in runs])
+    for run in runs:
         config = OmegaConf.load(run.folder / ".hydra" / "config.yaml")
         greedy, beam = decode_run(run.folder, beam_size, test_path, refresh)
         name = model_name(run.overrides, varying if len(runs) > 1 else None)

@@ -3,6 +3,7 @@ mean and standard deviation over seeds, the paired significance test and the fig
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,19 @@ def test_study_table_has_one_row_per_model_with_seeds_and_a_p_value(study_sweep,
     before = [p.stat().st_mtime_ns for p in cached]
     study(study_sweep, None, beam_size=2, out=tmp_path / "again", test_path=None, n_samples=100)
     assert [p.stat().st_mtime_ns for p in cached] == before
+
+
+def test_a_run_left_out_does_not_rename_the_rows(study_sweep, tmp_path, one_thread):
+    folder = tmp_path / "sweep"
+    shutil.copytree(study_sweep, folder)  # with each run's cached decodings
+    run = next(path.parent.parent for path in folder.glob("*/.hydra/overrides.yaml"))
+    shutil.copytree(run, folder / "unfinished")
+    overrides = folder / "unfinished" / ".hydra" / "overrides.yaml"
+    overrides.write_text(overrides.read_text() + "- model.optimizer.lr=0.5\n")
+    (folder / "unfinished" / "checkpoints" / "best.ckpt").unlink()  # still training: left out
+    study(folder, "attention=none", beam_size=2, out=tmp_path, test_path=None, n_samples=10)
+    rows = {row["model"] for row in json.loads((tmp_path / "study.json").read_text())}
+    assert rows == {"attention=none", "attention=bahdanau"}
 
 
 def test_an_unknown_baseline_names_the_rows(study_sweep, tmp_path, one_thread):
