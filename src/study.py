@@ -96,12 +96,13 @@ def _key(override: str) -> str:
 
 def varying_options(runs_overrides: list[list[str]]) -> set[str]:
     """The options whose value is not the same in every run (seed and locations left out)."""
-    values: dict[str, set[str | None]] = {}
-    for overrides in runs_overrides:
-        given = {_key(o): o for o in overrides if not o.lstrip("+~").startswith(_NOT_THE_MODEL)}
-        for key in values.keys() | given.keys():
-            values.setdefault(key, set()).add(given.get(key))
-    return {key for key, seen in values.items() if len(seen) > 1}
+    given = [
+        {_key(o): o for o in overrides if not o.lstrip("+~").startswith(_NOT_THE_MODEL)}
+        for overrides in runs_overrides
+    ]
+    keys = set().union(*given)
+    # an option one run sets and another does not varies too, whichever run comes first
+    return {key for key in keys if len({run.get(key) for run in given}) > 1}
 
 
 def decode_run(

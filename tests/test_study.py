@@ -42,6 +42,10 @@ def study_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_model_name_leaves_out_the_seed_where_it_ran_and_what_all_runs_share():
     runs = [["experiment=s", "attention=none", "seed=1"], ["experiment=s", "attention=bahdanau", "seed=2"]]
     assert varying_options(runs) == {"attention"}
+    # an option only a later run sets varies as well (the runs without it are the defaults)
+    assert varying_options([["seed=1"], ["seed=2"], ["model.alignment_loss_weight=0.05", "seed=3"]]) == {
+        "model.alignment_loss_weight"
+    }
     assert model_name(runs[0], varying_options(runs)) == "attention=none"
     assert model_name(["experiment=s", "seed=1", "paths.log_dir=/x"]) == "experiment=s"
     assert model_name(["seed=1"]) == "(defaults)"
