@@ -224,7 +224,8 @@ def mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
 
 
 def paired_p_value(baseline: list[Job], row: list[Job], n_samples: int) -> float | None:
-    """Paired bootstrap p-value of the row's beam BLEU against the baseline's, over the seeds both have."""
+    """Paired bootstrap p-value of the row's beam BLEU against the baseline's, over the seeds both have;
+    None where they share no seed or were not tested on the same references."""
     seeds = sorted({j.seed for j in baseline} & {j.seed for j in row})
     if not seeds:
         return None
@@ -232,6 +233,8 @@ def paired_p_value(baseline: list[Job], row: list[Job], n_samples: int) -> float
     base_hyps = [h for s in seeds for h in by_seed[0][s].beam.hypotheses]
     row_hyps = [h for s in seeds for h in by_seed[1][s].beam.hypotheses]
     references = [r for s in seeds for r in by_seed[0][s].beam.references]
+    if [r for s in seeds for r in by_seed[1][s].beam.references] != references:
+        return None  # another test set (or direction, data.reverse): nothing to pair
     signature = by_seed[0][seeds[0]].beam.bleu_signature
     metric = sacrebleu.BLEU(
         tokenize=_signature_field(signature, "tok", "13a"),

@@ -5,11 +5,12 @@ import csv
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from src.errors import ConfigError
-from src.study import model_name, study, varying_options
+from src.study import model_name, paired_p_value, study, varying_options
 from tests.conftest import TINY_MODEL, run_entry, write_reverse_task
 
 pytestmark = pytest.mark.slow
@@ -49,6 +50,20 @@ def test_model_name_leaves_out_the_seed_where_it_ran_and_what_all_runs_share():
     assert model_name(runs[0], varying_options(runs)) == "attention=none"
     assert model_name(["experiment=s", "seed=1", "paths.log_dir=/x"]) == "experiment=s"
     assert model_name(["seed=1"]) == "(defaults)"
+
+
+def test_rows_tested_on_other_references_get_no_p_value():
+    def job(hypotheses, references):
+        signature = "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0"
+        return SimpleNamespace(seed=1, beam=SimpleNamespace(hypotheses=hypotheses, references=references,
+                                                           bleu_signature=signature))  # fmt: skip
+
+    references = ["a cat sat on the mat", "the dog ran home", "it rains today"]
+    baseline = job(["a cat sat", "the dog ran", "it rains"], references)
+    better = job(references, references)
+    assert 0.0 <= paired_p_value([baseline], [better], 50) <= 1.0
+    other_direction = job(["le chat", "le chien", "il pleut"], ["le chat", "le chien court", "il pleut"])
+    assert paired_p_value([baseline], [other_direction], 50) is None
 
 
 def test_study_table_has_one_row_per_model_with_seeds_and_a_p_value(study_sweep, tmp_path, one_thread):
