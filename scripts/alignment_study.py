@@ -14,10 +14,10 @@ head; then the run's test BLEU (greedy, from its summary.json). The figure: AER 
 `attention/aer` each run logged with `callbacks.alignment_error`), eflomal's as a line, and the AER by layer
 and head of each run (`--grid-method`, default argmax).
 
-Give a reverse run (trained with `data.reverse=true`) only through `--symmetrize`: `src.align` reads the
-gold pairs as the forward model's. `--symmetrize FORWARD REVERSE` (repeatable) adds a second table: the forward run's model with the reverse run's
+`--symmetrize FORWARD REVERSE` (repeatable) adds a second table: the forward run's model with the reverse run's
 (trained with `data.reverse=true`) as `reverse_ckpt_path`, every method, the AER of each direction and of each
-symmetrisation (intersection, union, grow-diag-final).
+symmetrisation (intersection, union, grow-diag-final). Give a reverse run only there, not among the runs:
+`src.align` reads the gold pairs as the forward model's.
 """
 
 import argparse
@@ -152,11 +152,8 @@ def main() -> None:
         for method in METHODS:
             result = scores[run.name][method]
             if "by_layer_head" in result:
-                best = result["best_layer_head"]
-                mean, best = (
-                    cell(result, "mean", "mean"),
-                    f"{best['layer']}, {best['head']}: {best['aer']:.1f}",
-                )
+                top = result["best_layer_head"]
+                mean, best = cell(result, "mean", "mean"), f"{top['layer']}, {top['head']}: {top['aer']:.1f}"
             else:  # one layer of one head (a recurrent model with single-head attention)
                 mean, best = result["aer"], "(one head)"
             print(

@@ -38,7 +38,13 @@ from src.alignment import (
     symmetrize,
     transpose,
 )
-from src.checkpoint import check_inference_options, load_model, read_checkpoint, resolve_device
+from src.checkpoint import (
+    check_inference_options,
+    load_model,
+    read_checkpoint,
+    resolve_device,
+    trained_reverse,
+)
 from src.config import register_resolvers
 from src.data.tsv import read_parallel_tsv
 from src.entry import entry_point
@@ -199,7 +205,7 @@ def _aligner(cfg: DictConfig, option: str, device: torch.device, first_pair: Pai
             f"{option}={cfg[option]}: this model has no attention to read alignments from: it was trained "
             "with attention=none. Align with a model trained with an attention (e.g. attention=bahdanau)."
         )
-    if option == "ckpt_path" and loaded.config.get("data", {}).get("reverse"):
+    if option == "ckpt_path" and trained_reverse(loaded.config):
         log.warning(
             "ckpt_path=%s was trained with data.reverse=true: it translates its training files' second column "
             "into the first. src.align reads input as this model's (source, target) pairs, so give the input "

@@ -38,7 +38,7 @@ from src.benchmarks.training import build_module, lightning_throughput, raw_thro
 from src.config import register_resolvers, set_matmul_precision
 from src.data.datamodule import TranslationDataModule
 from src.decoding import SequenceGenerator
-from src.decoding.shortlist import Shortlist
+from src.decoding.shortlist import FLOAT_LAYERS, Shortlist
 from src.entry import entry_point
 from src.errors import ConfigError
 from src.export import export_ctranslate2, require_ctranslate2
@@ -155,7 +155,7 @@ def measure_decoding(
     search is the greedy decoding that scored the BLEU part, which counts as one of its rounds."""
     # int8 nets, by whether a shortlist keeps the output layer float (as src.checkpoint.load_translator)
     int8_nets = {
-        shortlisted: quantize_int8(module.net, ("output_layer",) if shortlisted else ())
+        shortlisted: quantize_int8(module.net, FLOAT_LAYERS if shortlisted else ())
         for shortlisted in {
             bool(search.get("shortlist")) for search in cfg.decode.searches if search.get("int8")
         }

@@ -22,7 +22,7 @@ from torch import nn
 from src.config import set_matmul_precision
 from src.data.codec import Codec
 from src.data.tsv import read_parallel_tsv
-from src.decoding.shortlist import Shortlist
+from src.decoding.shortlist import FLOAT_LAYERS, Shortlist
 from src.errors import CheckpointError, ConfigError
 from src.models.quantization import quantize_int8
 from src.translator import Translator
@@ -151,8 +151,7 @@ def load_translator(cfg: DictConfig) -> tuple[Translator, dict[str, Any]]:
     if cfg.get("int8") and device.type != "cpu":
         raise ConfigError(f"int8=true quantises for the CPU only; use device=cpu (got device={cfg.device}).")
     loaded = load_model(cfg.ckpt_path, device)
-    # with a shortlist the output layer stays float: the shortlist gathers its rows per batch
-    keep_float = ("output_layer",) if cfg.get("shortlist") else ()
+    keep_float = FLOAT_LAYERS if cfg.get("shortlist") else ()  # the rows a shortlist gathers stay float
     net = quantize_int8(loaded.net, keep_float) if cfg.get("int8") else loaded.net
     shortlist = None
     if cfg.get("shortlist"):
@@ -160,6 +159,12 @@ def load_translator(cfg: DictConfig) -> tuple[Translator, dict[str, Any]]:
         shortlist.check_fits(len(loaded.codec.src_vocab), len(loaded.codec.tgt_vocab), cfg.shortlist)
     translator = Translator(net, loaded.codec, generator, cfg.batch_size, cfg.max_src_len, shortlist)
     return translator, loaded.config
+
+
+def trained_reverse(train_config: dict[str, Any]) -> bool:
+    """Whether the model was trained with `data.reverse=true` (its files' second column as the source),
+    from its checkpoint's config."""
+    return bool(train_config.get("data", {}).get("reverse", False))
 
 
 def read_test_pairs(
@@ -175,7 +180,7 @@ def read_test_pairs(
             f"{option} is missing and the checkpoint's training run had no test file: "
             f"name a source<TAB>reference file, e.g. {option}=data/sample/test.tsv"
         )
-    return path, read_parallel_tsv(path, option=option, reverse=bool(data.get("reverse", False))).pairs
+    return path, read_parallel_tsv(path, option=option, reverse=trained_reverse(train_config)).pairs
 
 
 def check_inference_options(cfg: DictConfig) -> None:

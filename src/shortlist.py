@@ -12,7 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from src.checkpoint import load_model
+from src.checkpoint import load_model, trained_reverse
 from src.config import register_resolvers
 from src.data.batch import collate_sources
 from src.data.codec import Codec
@@ -39,7 +39,7 @@ def build_shortlist(cfg: DictConfig) -> Path:
     option = (
         "train_path" if cfg.train_path else "the checkpoint's data.train_path (override with train_path=)"
     )
-    reverse = bool(loaded.config.get("data", {}).get("reverse", False))  # the way round the model translates
+    reverse = trained_reverse(loaded.config)  # read the way round the model translates
     pairs = read_parallel_tsv(train_path, on_bad_line="skip", option=option, reverse=reverse).pairs
     codec = loaded.codec
     log.info("Counting %d training pairs of %s", len(pairs), train_path)

@@ -292,9 +292,8 @@ class TranslationDataModule(L.LightningDataModule):
                 "data.on_bad_line=skip skipped some: fix the training file or leave data.on_bad_line=error."
             )
         links = read_pharaoh(path, option=option)
-        if (
-            self.reverse
-        ):  # the file's links name the first column's word first; the model's source is the second
+        # the file's links name the first column's word first; with data.reverse the model's source is the second
+        if self.reverse:
             links = [transpose(pair_links) for pair_links in links]
         if len(links) != len(train):
             raise DataError(
@@ -307,9 +306,8 @@ class TranslationDataModule(L.LightningDataModule):
                 (link for link in sorted(pair_links) if link[0] >= lengths[0] or link[1] >= lengths[1]), None
             )
             if bad is not None:
-                shown, counts = (
-                    (bad[::-1], lengths[::-1]) if self.reverse else (bad, lengths)
-                )  # as in the files
+                # the link and the word counts as the files have them
+                shown, counts = (bad[::-1], lengths[::-1]) if self.reverse else (bad, lengths)
                 raise DataError(
                     f"{path}:{number}: link {shown[0]}-{shown[1]} is out of range: line {number} of "
                     f"{self.paths['train']} has {counts[0]} words in its first column and {counts[1]} in its "

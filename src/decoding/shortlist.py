@@ -32,6 +32,8 @@ from src.decoding.hypothesis import Hypothesis
 from src.errors import CheckpointError, ConfigError
 
 SHORTLIST_FORMAT = 1
+# the layers a shortlist gathers rows of: they stay float32 when the rest of the model is int8 (`quantize_int8`)
+FLOAT_LAYERS = ("output_layer",)
 
 
 class Shortlist:
@@ -154,7 +156,7 @@ class ShortlistedModel:
         if not isinstance(layer, torch.nn.Linear):  # e.g. an int8 layer: its rows cannot be gathered
             raise ValueError(
                 f"a shortlist gathers rows of a float output layer, not of a {type(layer).__name__}: quantise "
-                "with quantize_int8(net, keep_float=('output_layer',))"
+                f"with quantize_int8(net, keep_float={FLOAT_LAYERS})"
             )
         self.weight = layer.weight[vocab]  # [n, hidden], gathered once per batch
         self.bias = None if layer.bias is None else layer.bias[vocab]
