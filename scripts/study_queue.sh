@@ -2,7 +2,8 @@
 # Run the study's rows one at a time in the background, each resumable (docs/RESULTS.md, "The attention study").
 #   . .venv/bin/activate && nohup setsid scripts/study_queue.sh scripts/study_jobs.txt > outputs/study/queue.log 2>&1 &
 # Each line of the jobs file: <run name> <training overrides...>. A run goes to outputs/study/<run name>/; it is
-# done when its summary.json says "completed", and resumes from its last.ckpt when it was cut off. One torch
+# done when its summary.json says "completed" (there, or in its archive docs/results/*/<run name>/, which
+# `python -m src.study ... --archive` writes), and resumes from its last.ckpt when it was cut off. One torch
 # thread at low priority, so that the machine stays usable (the times it records are then not speed figures).
 set -u
 cd "$(dirname "$0")/.."
@@ -13,7 +14,9 @@ while true; do
   job="" overrides=""
   while read -r name rest; do
     [ -z "$name" ] || [ "${name#\#}" != "$name" ] && continue
-    if ! grep -qs '"completed"' "outputs/study/$name/summary.json"; then job=$name; overrides=$rest; break; fi
+    if ! grep -qs '"completed"' "outputs/study/$name/summary.json" docs/results/*/"$name"/summary.json; then
+      job=$name; overrides=$rest; break
+    fi
   done < "$jobs_file"
   [ -z "$job" ] && { echo "$(date -Is) all jobs completed"; break; }
   dir=$PWD/outputs/study/$job

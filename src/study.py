@@ -1,6 +1,7 @@
 """The attention study's table: every trained model of a folder of runs, tested the same way, side by side.
 
     python -m src.study outputs/study_multi30k/multiruns/<date>_<time> [--baseline attention=none]
+    python -m src.study outputs/study docs/results/multi30k --archive docs/results/multi30k
 
 For every completed run under the folder (a multirun, or any folder of runs) it decodes the run's test set
 with the best checkpoint, greedy and with beam search, and scores it exactly as `python -m src.evaluate`
@@ -16,13 +17,21 @@ with integrated gradients on the first N test sentences (`python -m src.analyze 
 correlation per output token, and how often both put the same source token first).
 
 Writes `study.md`, `study.csv`, `study_bleu.png` (test BLEU per row) and `study_by_length.png` (BLEU
-against source length, one curve per row, error bars over seeds) into the folder (or `--out`). Decoding
+against source length, one curve per row, error bars over seeds) into the first folder (or `--out`). Decoding
 results are cached in each run's `study/` folder, so a second report (another baseline) decodes nothing.
+
+A study outlives its checkpoints: `--archive DIR` copies what the table needs of each completed run (its
+`.hydra/` files, `summary.json` and the cached decodings, hypotheses included; no checkpoint, no event file:
+a few hundred kB a run, compressed) into `DIR/<run>/`, and a run folder without checkpoints but with those
+files is read as an archived run: its row, its seeds and its paired test against another row come from the
+archived hypotheses. So rows trained on different days (or machines) form one table: give the folders of
+live runs and the archive together. The same model and seed in two folders is one run (the first folder's).
 """
 
 import argparse
 import csv
 import dataclasses
+import gzip
 import json
 import logging
 import statistics
@@ -54,6 +63,8 @@ _NOT_THE_MODEL = ("seed=", "task_name=", "hydra.", "paths.", "ckpt_path=", "trai
                   "data.valid_path=", "data.test_path=")  # fmt: skip
 LENGTH_BUCKETS = [10, 20, 30, 40, 50]
 CACHE_DIR = "study"
+# what `--archive` keeps of a run: enough for its row (the decodings are compressed on the way)
+ARCHIVED = (".hydra/config.yaml", ".hydra/overrides.yaml", ".hydra/hydra.yaml", "summary.json")
 
 
 @dataclass
@@ -110,8 +121,10 @@ def decode_run(
 ) -> tuple[Decoded, Decoded]:
     """Greedy and beam decodings of a run's test set with its best checkpoint (from the cache if fresh)."""
     ckpt = folder / "checkpoints" / "best.ckpt"
-    stamp = f"{ckpt.stat().st_mtime_ns}:{ckpt.stat().st_size}:{test_path}"
     cache = folder / CACHE_DIR
+    if not ckpt.is_file():  # an archived run: its decodings are all there is
+        return _archived(cache, "greedy", test_path), _archived(cache, f"beam{beam_size}", test_path)
+    stamp = f"{ckpt.stat().st_mtime_ns}:{ckpt.stat().st_size}:{test_path}"
     results = []
     test_set = None  # the model and the test file, read once for both searches (only when not cached)
     for search, beam in (("greedy", 1), (f"beam{beam_size}", beam_size)):
@@ -128,6 +141,45 @@ def decode_run(
             json.dumps({"stamp": stamp, "decoded": results[-1].__dict__}) + "\n", encoding="utf-8"
         )
     return results[0], results[1]
+
+
+def is_archived(folder: Path) -> bool:
+    """A run folder `--archive` wrote: no checkpoint, the compressed decodings."""
+    return not (folder / "checkpoints").is_dir() and (folder / CACHE_DIR / "greedy.json.gz").is_file()
+
+
+def _archived(cache: Path, search: str, test_path: str | None) -> Decoded:
+    path = cache / f"{search}.json.gz"
+    if not path.is_file():
+        searches = sorted(p.name.removesuffix(".json.gz") for p in cache.glob("*.json.gz"))
+        beams = [s.removeprefix("beam") for s in searches if s.startswith("beam")]
+        raise ConfigError(
+            f"{cache.parent} is an archived run (no checkpoint) without a {search} decoding; it has "
+            f"{', '.join(searches) or 'none'}: give --beam {' or '.join(beams) or 'N'} or leave the folder out."
+        )
+    saved = json.loads(gzip.decompress(path.read_bytes()).decode("utf-8"))
+    tested_on = saved["stamp"].split(":", 2)[2]
+    if test_path is not None and tested_on != str(test_path):
+        raise ConfigError(
+            f"{cache.parent} is an archived run tested on {tested_on} (its own test split when None), not on "
+            f"--test-path {test_path}: it cannot be decoded again; leave --test-path out or the folder out."
+        )
+    return Decoded(**saved["decoded"])
+
+
+def archive_run(folder: Path, archive: Path) -> Path:
+    """Copy what the study needs of a run (ARCHIVED and its decodings, compressed) into `archive/<run>/`."""
+    target = archive / folder.name
+    for name in ARCHIVED:
+        if (folder / name).is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            (target / name).write_bytes((folder / name).read_bytes())
+    for path in sorted((folder / CACHE_DIR).glob("**/*.json")):
+        relative = path.relative_to(folder)
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        # mtime=0: the same decoding compresses to the same bytes, so archiving again changes no file
+        (target / f"{relative}.gz").write_bytes(gzip.compress(path.read_bytes(), mtime=0))
+    return target
 
 
 @dataclass
@@ -174,12 +226,24 @@ class TestSet:
 
 def attribute_run(
     folder: Path, sentences: int, test_path: str | None, refresh: bool = False
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """`python -m src.analyze attribution` on a run's best checkpoint and the first `sentences` test sentences,
-    into `<run>/study/attribution/` (from there if fresh): the summary of integrated gradients."""
+    into `<run>/study/attribution/` (from there if fresh): the summary of integrated gradients (of an
+    archived run: what it archived, None if nothing for as many sentences)."""
     ckpt = folder / "checkpoints" / "best.ckpt"
-    stamp = f"{ckpt.stat().st_mtime_ns}:{ckpt.stat().st_size}:{test_path}:{sentences}"
     out = folder / CACHE_DIR / "attribution"
+    if not ckpt.is_file():  # an archived run: its attribution as it was, if with as many sentences
+        path, stamp_path = out / "attribution.json.gz", out / "study_stamp.json.gz"
+        if not path.is_file():
+            return None
+        stamp = json.loads(gzip.decompress(stamp_path.read_bytes()))
+        if int(stamp.rsplit(":", 1)[1]) != sentences:
+            log.warning("%s: archived attribution of %s sentences, not %d: left out", folder.name,
+                        stamp.rsplit(":", 1)[1], sentences)  # fmt: skip
+            return None
+        result = json.loads(gzip.decompress(path.read_bytes()))
+        return result["methods"]["integrated_gradients"] | {"attention": result["attention"]}
+    stamp = f"{ckpt.stat().st_mtime_ns}:{ckpt.stat().st_size}:{test_path}:{sentences}"
     cached = out / "study_stamp.json"
     if not refresh and cached.is_file() and json.loads(cached.read_text(encoding="utf-8")) == stamp:
         result = json.loads((out / "attribution.json").read_text(encoding="utf-8"))
@@ -195,24 +259,42 @@ def attribute_run(
 
 
 def collect_jobs(
-    folder: Path, beam_size: int, test_path: str | None, refresh: bool, attribution: int = 0
+    folders: list[Path], beam_size: int, test_path: str | None, refresh: bool, attribution: int = 0
 ) -> list[Job]:
-    jobs, runs = [], []
-    for run in collect_runs(folder):
-        if run.summary.status != "completed" or not (run.folder / "checkpoints" / "best.ckpt").is_file():
-            log.warning("%s: %s, no best checkpoint: left out", run.name, run.summary.status)
-        else:
-            runs.append(run)
+    """The completed runs of the folders (live ones with a best checkpoint, archived ones), one per model
+    and seed: where the same model and seed is in two folders (a run and its archive), the first folder's."""
+    runs = []
+    for folder in folders:
+        try:
+            found = collect_runs(folder)
+        except ConfigError as error:  # one of several folders (an archive not written yet) may be empty
+            if len(folders) == 1:
+                raise
+            log.warning("%s", error)
+            continue
+        for run in found:
+            has_model = (run.folder / "checkpoints" / "best.ckpt").is_file() or is_archived(run.folder)
+            if run.summary.status != "completed" or not has_model:
+                log.warning("%s: %s, no best checkpoint: left out", run.name, run.summary.status)
+            else:
+                runs.append(run)
     # rows are named by what varies among the runs of the table: a run left out does not rename them
     varying = varying_options([run.overrides for run in runs])
+    jobs: list[Job] = []
+    seen: dict[tuple[str, int], Path] = {}
     for run in runs:
         config = OmegaConf.load(run.folder / ".hydra" / "config.yaml")
-        greedy, beam = decode_run(run.folder, beam_size, test_path, refresh)
         name = model_name(run.overrides, varying if len(runs) > 1 else None)
+        if (name, int(config.seed)) in seen:
+            log.info("%s: %s seed %d is %s already: left out", run.folder, name, config.seed,
+                     seen[name, int(config.seed)])  # fmt: skip
+            continue
+        seen[name, int(config.seed)] = run.folder
+        greedy, beam = decode_run(run.folder, beam_size, test_path, refresh)
         attributed = attribute_run(run.folder, attribution, test_path, refresh) if attribution else None
         jobs.append(Job(run.folder, name, int(config.seed), run.summary, greedy, beam, attributed))
     if not jobs:
-        raise ConfigError(f"No completed run with a best checkpoint under {folder}.")
+        raise ConfigError(f"No completed run with a best checkpoint under {', '.join(map(str, folders))}.")
     return jobs
 
 
@@ -380,12 +462,21 @@ def bleu_figure(rows: list[dict[str, Any]]) -> Any:
     return figure
 
 
-def study(folder: Path, baseline: str | None, beam_size: int, out: Path | None, test_path: str | None,
-          n_samples: int = 1000, refresh: bool = False, attribution: int = 0) -> list[Path]:  # fmt: skip
+def study(folder: Path | list[Path], baseline: str | None, beam_size: int, out: Path | None,
+          test_path: str | None, n_samples: int = 1000, refresh: bool = False, attribution: int = 0,
+          archive: Path | None = None) -> list[Path]:  # fmt: skip
+    """The study's table of the runs under `folder` (or several folders), written into `out` (default: the
+    first folder); with `archive`, each live run's row is also archived there (`archive_run`)."""
+    folders = [folder] if isinstance(folder, Path) else list(folder)
     torch.set_grad_enabled(False)
-    rows = rows_of(collect_jobs(folder, beam_size, test_path, refresh, attribution), baseline, n_samples)
+    jobs = collect_jobs(folders, beam_size, test_path, refresh, attribution)
+    if archive is not None:
+        for job in jobs:
+            if not is_archived(job.folder):
+                log.info("archived %s", archive_run(job.folder, archive))
+    rows = rows_of(jobs, baseline, n_samples)
     rows.sort(key=lambda row: -(row["bleu"] or 0))
-    out = out or folder
+    out = out or folders[0]
     out.mkdir(parents=True, exist_ok=True)
     table = markdown(rows, baseline)
     print(table)
@@ -403,7 +494,10 @@ def study(folder: Path, baseline: str | None, beam_size: int, out: Path | None, 
 @user_errors_exit
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m src.study", description=__doc__.split("\n")[0])
-    parser.add_argument("folder", type=Path, help="a multirun folder (or any folder of runs)")
+    parser.add_argument(
+        "folder", type=Path, nargs="+",
+        help="a multirun folder (or any folder of runs, live or archived); several form one table",
+    )  # fmt: skip
     parser.add_argument(
         "--baseline", default=None, help="the row the others are tested against, e.g. attention=none"
     )
@@ -416,8 +510,13 @@ def main(argv: list[str] | None = None) -> None:
         "--refresh", action="store_true", help="decode again even where a cached result exists"
     )
     parser.add_argument(
-        "--out", type=Path, default=None, help="where to write the files (default: the folder)"
+        "--out", type=Path, default=None, help="where to write the files (default: the first folder)"
     )
+    parser.add_argument(
+        "--archive", type=Path, default=None, metavar="DIR",
+        help="also copy each live run's row (config, summary, decodings; no checkpoint) into DIR/<run>/, "
+        "so that the table can be made again once the checkpoints are gone",
+    )  # fmt: skip
     parser.add_argument(
         "--attribution",
         type=int,
@@ -437,6 +536,7 @@ def main(argv: list[str] | None = None) -> None:
         args.bootstrap,
         args.refresh,
         args.attribution,
+        args.archive,
     )
     print("Wrote " + ", ".join(str(p) for p in paths))
 

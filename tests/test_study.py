@@ -100,6 +100,7 @@ def test_a_run_left_out_does_not_rename_the_rows(study_sweep, tmp_path, one_thre
     overrides = folder / "unfinished" / ".hydra" / "overrides.yaml"
     overrides.write_text(overrides.read_text() + "- model.optimizer.lr=0.5\n")
     (folder / "unfinished" / "checkpoints" / "best.ckpt").unlink()  # still training: left out
+    (folder / "unfinished" / "summary.json").unlink()  # (a run writes it when it ends)
     study(folder, "attention=none", beam_size=2, out=tmp_path, test_path=None, n_samples=10)
     rows = {row["model"] for row in json.loads((tmp_path / "study.json").read_text())}
     assert rows == {"attention=none", "attention=bahdanau"}
@@ -120,3 +121,29 @@ def test_the_attribution_columns_compare_attention_with_integrated_gradients(
     assert rows["attention=none"]["ig_spearman"] is None  # nothing to compare
     assert "attn~IG ρ" in (tmp_path / "study.md").read_text()
     assert sorted(study_sweep.glob("*/study/attribution/attribution.json"))
+
+
+def test_an_archived_study_gives_the_same_table_without_its_checkpoints(study_sweep, tmp_path, one_thread):
+    archive = tmp_path / "archive"
+    study(study_sweep, "attention=none", beam_size=2, out=tmp_path / "live", test_path=None, n_samples=100,
+          attribution=3, archive=archive)  # fmt: skip
+    files = sorted(p.relative_to(archive).as_posix() for p in archive.rglob("*") if p.is_file())
+    assert not [f for f in files if f.endswith(".ckpt") or "tfevents" in f]  # no checkpoint, no event file
+    assert len([f for f in files if f.endswith("study/beam2.json.gz")]) == 4
+    live = json.loads((tmp_path / "live" / "study.json").read_text())
+    # the archive alone: the same rows, seeds, BLEU, p-values and attribution columns
+    study(archive, "attention=none", beam_size=2, out=tmp_path / "archived", test_path=None, n_samples=100,
+          attribution=3)  # fmt: skip
+    assert json.loads((tmp_path / "archived" / "study.json").read_text()) == live
+    # live runs and their archive together: each run once, not as two seeds
+    study([study_sweep, archive], "attention=none", beam_size=2, out=tmp_path / "both", test_path=None,
+          n_samples=100)  # fmt: skip
+    rows = json.loads((tmp_path / "both" / "study.json").read_text())
+    assert [row["seeds"] for row in rows] == [[1, 2], [1, 2]]
+    assert [row["bleu"] for row in rows] == [row["bleu"] for row in live]
+    # an archive not written yet, given beside the live runs, is no error
+    study([study_sweep, tmp_path / "not_written"], None, beam_size=2, out=tmp_path / "first", test_path=None,
+          n_samples=10)  # fmt: skip
+    # what an archived run cannot do (decode again) is said, with the fix
+    with pytest.raises(ConfigError, match="without a beam4 decoding; it has beam2, greedy: give --beam 2"):
+        study(archive, None, beam_size=4, out=tmp_path / "beam4", test_path=None, n_samples=10)
