@@ -34,6 +34,7 @@ import dataclasses
 import gzip
 import json
 import logging
+import shutil
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,9 +59,10 @@ from src.sweep_results import collect_runs
 log = logging.getLogger("seq2seq-lab")
 register_resolvers()
 
-# overrides that name where a run is, or which repetition: not what distinguishes a model
-_NOT_THE_MODEL = ("seed=", "task_name=", "hydra.", "paths.", "ckpt_path=", "trainer.max_time=", "data.train_path=",
-                  "data.valid_path=", "data.test_path=")  # fmt: skip
+# overrides that say where a run ran (or resumed from); with the seed and the data's paths: not the model
+_LOCATIONS = ("task_name=", "hydra.", "paths.", "ckpt_path=")
+_NOT_THE_MODEL = ("seed=", *_LOCATIONS, "trainer.max_time=", "data.train_path=", "data.valid_path=",
+                  "data.test_path=")  # fmt: skip
 LENGTH_BUCKETS = [10, 20, 30, 40, 50]
 CACHE_DIR = "study"
 # what `--archive` keeps of a run: enough for its row (the decodings are compressed on the way)
@@ -99,6 +101,11 @@ def model_name(overrides: list[str], varying: set[str] | None = None) -> str:
     if varying is not None:
         kept = [o for o in kept if _key(o) in varying]
     return ",".join(kept) or "(defaults)"
+
+
+def _locates(override: str) -> bool:
+    """An override that says where a run ran (or resumed from), not what it trained."""
+    return override.lstrip("+~").startswith(_LOCATIONS)
 
 
 def _key(override: str) -> str:
@@ -148,37 +155,60 @@ def is_archived(folder: Path) -> bool:
     return not (folder / "checkpoints").is_dir() and (folder / CACHE_DIR / "greedy.json.gz").is_file()
 
 
+def _tested_on(stamp: str) -> str:
+    """The test file of a cached result's stamp (`<checkpoint mtime>:<size>:<test path>`)."""
+    return stamp.split(":", 2)[2]
+
+
+def _which_test(test_path: str | None) -> str:
+    return "its own test split" if test_path in (None, "None") else str(test_path)
+
+
 def _archived(cache: Path, search: str, test_path: str | None) -> Decoded:
     path = cache / f"{search}.json.gz"
     if not path.is_file():
         searches = sorted(p.name.removesuffix(".json.gz") for p in cache.glob("*.json.gz"))
         beams = [s.removeprefix("beam") for s in searches if s.startswith("beam")]
+        fix = f"give --beam {' or '.join(beams)}" if beams else "archive it again from its run folder"
         raise ConfigError(
             f"{cache.parent} is an archived run (no checkpoint) without a {search} decoding; it has "
-            f"{', '.join(searches) or 'none'}: give --beam {' or '.join(beams) or 'N'} or leave the folder out."
+            f"{', '.join(searches) or 'none'}: {fix}, or leave the folder out."
         )
     saved = json.loads(gzip.decompress(path.read_bytes()).decode("utf-8"))
-    tested_on = saved["stamp"].split(":", 2)[2]
-    if test_path is not None and tested_on != str(test_path):
+    tested_on = _tested_on(saved["stamp"])
+    if tested_on != str(test_path):  # "None": the run's own test split
+        fix = "leave --test-path out" if tested_on == "None" else f"give --test-path {tested_on}"
         raise ConfigError(
-            f"{cache.parent} is an archived run tested on {tested_on} (its own test split when None), not on "
-            f"--test-path {test_path}: it cannot be decoded again; leave --test-path out or the folder out."
+            f"{cache.parent} is an archived run tested on {_which_test(tested_on)}, not on "
+            f"{_which_test(test_path)}, and it cannot be decoded again (no checkpoint): {fix}, or leave the "
+            "folder out."
         )
     return Decoded(**saved["decoded"])
 
 
-def archive_run(folder: Path, archive: Path) -> Path:
-    """Copy what the study needs of a run (ARCHIVED and its decodings, compressed) into `archive/<run>/`."""
+def archive_run(folder: Path, archive: Path, beam_size: int, attribution: int) -> Path:
+    """Copy what the study's row needs of a run into `archive/<run>/`: ARCHIVED, and its greedy and beam
+    decodings and (`attribution` > 0) its attribution, compressed. The folder is written whole and then put
+    in place, so an archive is never half there (its summary.json marks it done for the queue), and archiving
+    again replaces it."""
+    folder = folder.resolve()
     target = archive / folder.name
+    partial = archive / f".{folder.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
     for name in ARCHIVED:
         if (folder / name).is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            (target / name).write_bytes((folder / name).read_bytes())
-    for path in sorted((folder / CACHE_DIR).glob("**/*.json")):
-        relative = path.relative_to(folder)
-        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            (partial / name).parent.mkdir(parents=True, exist_ok=True)
+            (partial / name).write_bytes((folder / name).read_bytes())
+    kept = ["greedy.json", f"beam{beam_size}.json"]
+    if attribution:
+        kept += ["attribution/attribution.json", "attribution/study_stamp.json"]
+    for relative in kept:
+        path = folder / CACHE_DIR / relative
+        (partial / CACHE_DIR / relative).parent.mkdir(parents=True, exist_ok=True)
         # mtime=0: the same decoding compresses to the same bytes, so archiving again changes no file
-        (target / f"{relative}.gz").write_bytes(gzip.compress(path.read_bytes(), mtime=0))
+        (partial / CACHE_DIR / f"{relative}.gz").write_bytes(gzip.compress(path.read_bytes(), mtime=0))
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
     return target
 
 
@@ -232,14 +262,17 @@ def attribute_run(
     archived run: what it archived, None if nothing for as many sentences)."""
     ckpt = folder / "checkpoints" / "best.ckpt"
     out = folder / CACHE_DIR / "attribution"
-    if not ckpt.is_file():  # an archived run: its attribution as it was, if with as many sentences
+    if not ckpt.is_file():  # an archived run: its attribution as it was, if of the same sentences
         path, stamp_path = out / "attribution.json.gz", out / "study_stamp.json.gz"
-        if not path.is_file():
+        if not (path.is_file() and stamp_path.is_file()):
+            log.warning("%s: archived without an attribution: its attribution columns are empty", folder)
             return None
         stamp = json.loads(gzip.decompress(stamp_path.read_bytes()))
-        if int(stamp.rsplit(":", 1)[1]) != sentences:
-            log.warning("%s: archived attribution of %s sentences, not %d: left out", folder.name,
-                        stamp.rsplit(":", 1)[1], sentences)  # fmt: skip
+        archived_path, archived_sentences = _tested_on(stamp).rsplit(":", 1)
+        if (archived_path, int(archived_sentences)) != (str(test_path), sentences):
+            log.warning("%s: archived attribution of the first %s sentences of %s, not %d of %s: left out",
+                        folder, archived_sentences, _which_test(archived_path), sentences,
+                        _which_test(test_path))  # fmt: skip
             return None
         result = json.loads(gzip.decompress(path.read_bytes()))
         return result["methods"]["integrated_gradients"] | {"attention": result["attention"]}
@@ -261,8 +294,8 @@ def attribute_run(
 def collect_jobs(
     folders: list[Path], beam_size: int, test_path: str | None, refresh: bool, attribution: int = 0
 ) -> list[Job]:
-    """The completed runs of the folders (live ones with a best checkpoint, archived ones), one per model
-    and seed: where the same model and seed is in two folders (a run and its archive), the first folder's."""
+    """The completed runs of the folders (live ones with a best checkpoint, archived ones); a run found twice
+    (a run and its archive: the same folder name and overrides) counts once, from the first folder given."""
     runs = []
     for folder in folders:
         try:
@@ -275,21 +308,23 @@ def collect_jobs(
         for run in found:
             has_model = (run.folder / "checkpoints" / "best.ckpt").is_file() or is_archived(run.folder)
             if run.summary.status != "completed" or not has_model:
-                log.warning("%s: %s, no best checkpoint: left out", run.name, run.summary.status)
+                log.warning("%s: %s, no best checkpoint (nor, archived, its decodings): left out", run.folder,
+                            run.summary.status)  # fmt: skip
             else:
                 runs.append(run)
     # rows are named by what varies among the runs of the table: a run left out does not rename them
     varying = varying_options([run.overrides for run in runs])
     jobs: list[Job] = []
-    seen: dict[tuple[str, int], Path] = {}
+    seen: dict[tuple[str, tuple[str, ...]], Path] = {}
     for run in runs:
         config = OmegaConf.load(run.folder / ".hydra" / "config.yaml")
         name = model_name(run.overrides, varying if len(runs) > 1 else None)
-        if (name, int(config.seed)) in seen:
-            log.info("%s: %s seed %d is %s already: left out", run.folder, name, config.seed,
-                     seen[name, int(config.seed)])  # fmt: skip
+        # a run and its archive: the same folder name and the same overrides (but where each ran)
+        identity = (run.folder.resolve().name, tuple(sorted(o for o in run.overrides if not _locates(o))))
+        if identity in seen:
+            log.info("%s is the run of %s: left out", run.folder, seen[identity])
             continue
-        seen[name, int(config.seed)] = run.folder
+        seen[identity] = run.folder
         greedy, beam = decode_run(run.folder, beam_size, test_path, refresh)
         attributed = attribute_run(run.folder, attribution, test_path, refresh) if attribution else None
         jobs.append(Job(run.folder, name, int(config.seed), run.summary, greedy, beam, attributed))
@@ -336,12 +371,24 @@ def _signature_field(signature: str, key: str, default: str = "") -> str:
     return default
 
 
+def baseline_row(baseline: str, rows: list[str]) -> str:
+    """The row `--baseline` names: the row of that name, or the one row whose overrides include all of the
+    given ones (`attention=none` is `experiment=study_multi30k,attention=none` when the experiment varies)."""
+    if baseline in rows:
+        return baseline
+    wanted = set(baseline.split(","))
+    matches = [row for row in rows if wanted <= set(row.split(","))]
+    if len(matches) == 1:
+        return matches[0]
+    what = "names more than one row" if matches else "is not a row"
+    raise ConfigError(f"--baseline {baseline!r} {what}; the rows are: {', '.join(rows)}")
+
+
 def rows_of(jobs: list[Job], baseline: str | None, n_samples: int) -> list[dict[str, Any]]:
     groups: dict[str, list[Job]] = {}
     for job in jobs:
         groups.setdefault(job.model, []).append(job)
-    if baseline is not None and baseline not in groups:
-        raise ConfigError(f"--baseline {baseline!r} is not a row; the rows are: {', '.join(groups)}")
+    baseline = None if baseline is None else baseline_row(baseline, list(groups))
     rows = []
     for model, members in groups.items():
         members.sort(key=lambda j: j.seed)
@@ -473,7 +520,7 @@ def study(folder: Path | list[Path], baseline: str | None, beam_size: int, out: 
     if archive is not None:
         for job in jobs:
             if not is_archived(job.folder):
-                log.info("archived %s", archive_run(job.folder, archive))
+                log.info("archived %s", archive_run(job.folder, archive, beam_size, attribution))
     rows = rows_of(jobs, baseline, n_samples)
     rows.sort(key=lambda row: -(row["bleu"] or 0))
     out = out or folders[0]

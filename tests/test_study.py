@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from src.errors import ConfigError
-from src.study import model_name, paired_p_value, study, varying_options
+from src.study import baseline_row, model_name, paired_p_value, study, varying_options
 from tests.conftest import TINY_MODEL, run_entry, write_reverse_task
 
 pytestmark = pytest.mark.slow
@@ -50,6 +50,16 @@ def test_model_name_leaves_out_the_seed_where_it_ran_and_what_all_runs_share():
     assert model_name(runs[0], varying_options(runs)) == "attention=none"
     assert model_name(["experiment=s", "seed=1", "paths.log_dir=/x"]) == "experiment=s"
     assert model_name(["seed=1"]) == "(defaults)"
+
+
+def test_the_baseline_is_the_row_that_has_its_overrides():
+    rows = ["experiment=s,attention=none", "experiment=s,attention=bahdanau", "experiment=t"]
+    assert baseline_row("attention=none", rows) == "experiment=s,attention=none"  # the experiment varies too
+    assert baseline_row("experiment=t", rows) == "experiment=t"
+    with pytest.raises(ConfigError, match="names more than one row"):
+        baseline_row("experiment=s", rows)
+    with pytest.raises(ConfigError, match="is not a row; the rows are: experiment=s,attention=none"):
+        baseline_row("attention=coverage", rows)
 
 
 def test_rows_tested_on_other_references_get_no_p_value():
@@ -100,7 +110,6 @@ def test_a_run_left_out_does_not_rename_the_rows(study_sweep, tmp_path, one_thre
     overrides = folder / "unfinished" / ".hydra" / "overrides.yaml"
     overrides.write_text(overrides.read_text() + "- model.optimizer.lr=0.5\n")
     (folder / "unfinished" / "checkpoints" / "best.ckpt").unlink()  # still training: left out
-    (folder / "unfinished" / "summary.json").unlink()  # (a run writes it when it ends)
     study(folder, "attention=none", beam_size=2, out=tmp_path, test_path=None, n_samples=10)
     rows = {row["model"] for row in json.loads((tmp_path / "study.json").read_text())}
     assert rows == {"attention=none", "attention=bahdanau"}
@@ -144,6 +153,15 @@ def test_an_archived_study_gives_the_same_table_without_its_checkpoints(study_sw
     # an archive not written yet, given beside the live runs, is no error
     study([study_sweep, tmp_path / "not_written"], None, beam_size=2, out=tmp_path / "first", test_path=None,
           n_samples=10)  # fmt: skip
+    # archiving again replaces the archive; only what the table used is kept (here no attribution)
+    study(
+        study_sweep, None, beam_size=2, out=tmp_path / "live", test_path=None, n_samples=10, archive=archive
+    )
+    assert not list(archive.glob("*/study/attribution")) and not list(archive.glob(".*partial"))
     # what an archived run cannot do (decode again) is said, with the fix
     with pytest.raises(ConfigError, match="without a beam4 decoding; it has beam2, greedy: give --beam 2"):
         study(archive, None, beam_size=4, out=tmp_path / "beam4", test_path=None, n_samples=10)
+    with pytest.raises(
+        ConfigError, match="tested on its own test split, not on other.tsv.*leave --test-path out"
+    ):
+        study(archive, None, beam_size=2, out=tmp_path / "other", test_path="other.tsv", n_samples=10)

@@ -2,6 +2,7 @@
 skipped once archived (a new session with no checkpoints left goes on with the next row)."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,12 +51,15 @@ def test_the_queue_trains_tests_and_archives_each_run_then_skips_it(tmp_path):
     jobs.write_text(f"# a comment\nm30k_tiny_s1 {overrides}\n", encoding="utf-8")
     runs, archive = tmp_path / "runs", tmp_path / "archive"
     log = run_queue(jobs, runs, archive)
-    assert (
-        "start m30k_tiny_s1" in log and "test and archive m30k_tiny_s1" in log and "all jobs completed" in log
-    )
+    assert "start m30k_tiny_s1" in log and "end m30k_tiny_s1 rc=0" in log and "all jobs completed" in log
+    assert "test and archive m30k_tiny_s1" in log
     archived = archive / "multi30k" / "m30k_tiny_s1"  # m30k_* runs go to the multi30k archive
     assert (archived / "study" / "beam2.json.gz").is_file() and (archived / "summary.json").is_file()
     assert not list(archived.rglob("*.ckpt"))
+    # a completed run whose archive is missing (testing it failed, say) is tested again, not trained again
+    shutil.rmtree(archived)
+    log = run_queue(jobs, runs, archive)
+    assert "start" not in log and "test and archive m30k_tiny_s1" in log and archived.is_dir()
     # a later session: the checkpoints are gone, the archive was committed; the run is not trained again
     (runs / "m30k_tiny_s1" / "summary.json").unlink()
     log = run_queue(jobs, runs, archive)
