@@ -59,10 +59,11 @@ from src.sweep_results import collect_runs
 log = logging.getLogger("seq2seq-lab")
 register_resolvers()
 
-# overrides that say where a run ran (or resumed from); with the seed and the data's paths: not the model
+# overrides that say where a run ran (or resumed from); with the seed, the data's paths and the progress bar
+# (display only): not the model
 _LOCATIONS = ("task_name=", "hydra.", "paths.", "ckpt_path=")
 _NOT_THE_MODEL = ("seed=", *_LOCATIONS, "trainer.max_time=", "data.train_path=", "data.valid_path=",
-                  "data.test_path=")  # fmt: skip
+                  "data.test_path=", "callbacks.progress_bar")  # fmt: skip
 LENGTH_BUCKETS = [10, 20, 30, 40, 50]
 CACHE_DIR = "study"
 # what `--archive` keeps of a run: enough for its row (the decodings are compressed on the way)

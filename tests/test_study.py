@@ -48,7 +48,10 @@ def test_model_name_leaves_out_the_seed_where_it_ran_and_what_all_runs_share():
         "model.alignment_loss_weight"
     }
     assert model_name(runs[0], varying_options(runs)) == "attention=none"
-    assert model_name(["experiment=s", "seed=1", "paths.log_dir=/x"]) == "experiment=s"
+    assert (
+        model_name(["experiment=s", "seed=1", "paths.log_dir=/x", "~callbacks.progress_bar"])
+        == "experiment=s"
+    )
     assert model_name(["seed=1"]) == "(defaults)"
 
 
