@@ -12,7 +12,6 @@ It writes bench.json and bench.md to outputs/bench/<date>_<time>/ and prints the
 """
 
 import dataclasses
-import datetime
 import logging
 import os
 import platform
@@ -42,7 +41,8 @@ from src.decoding.shortlist import FLOAT_LAYERS, Shortlist
 from src.entry import entry_point
 from src.errors import ConfigError
 from src.export import export_ctranslate2, require_ctranslate2
-from src.hardware import check_precision, cpu_family
+from src.hardware import check_precision
+from src.hardware import machine as hardware_machine
 from src.lit_module import TranslationModule
 from src.models.quantization import quantize_int8
 
@@ -338,17 +338,8 @@ def add_naive_ratios(results: dict[str, Any]) -> None:
 
 
 def machine() -> dict[str, Any]:
-    return {
-        "started": datetime.datetime.now().isoformat(timespec="seconds"),
-        "cpu": cpu_name(),
-        "cpu_family": cpu_family(),  # amx, avx512_bf16, avx512, avx2: what medium and bf16 do depends on it
-        "cpus": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "lightning": lightning.__version__,
-        "python": platform.python_version(),
-        "load_start": os.getloadavg()[0],
-    }
+    """`src.hardware.machine`, with Lightning's version and the load when the benchmark starts."""
+    return {**hardware_machine(), "lightning": lightning.__version__, "load_start": os.getloadavg()[0]}
 
 
 def settings(cfg: DictConfig, reference: DictConfig) -> dict[str, Any]:
@@ -369,16 +360,6 @@ def settings(cfg: DictConfig, reference: DictConfig) -> dict[str, Any]:
         "naive_train_s": cfg.naive.train_seconds,
         "naive_decode_s": cfg.naive.decode_seconds,
     }
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def process_age() -> float:

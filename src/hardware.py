@@ -13,6 +13,13 @@ _is_mkldnn_bf16_supported`, `torch.cpu.get_capabilities`); this module is the on
 with a fallback to the public `torch.backends.cpu.get_cpu_capability()` if a later torch renames them.
 """
 
+import datetime
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
 import torch
 
 from src.errors import ConfigError
@@ -77,3 +84,42 @@ def check_precision(precision: str, accelerator: str) -> None:
             "trainer.precision=32-true (the default) on this machine, or bf16-mixed on a CPU with AVX512-BF16 "
             "or AMX, or on a GPU."
         )
+
+
+def machine() -> dict[str, Any]:
+    """Where and with what code a number is measured: the date, the CPU and its family, the cores and torch
+    threads, the versions, and the project's git commit (`+changes` when the working tree differs from it).
+    The benchmark's report and every run's summary.json record it."""
+    return {
+        "started": datetime.datetime.now().isoformat(timespec="seconds"),
+        "cpu": cpu_name(),
+        "cpu_family": cpu_family(),  # amx, avx512_bf16, avx512, avx2: what medium and bf16 do depends on it
+        "cpus": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "commit": source_commit(),
+    }
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def source_commit() -> str | None:
+    """The project's git commit (short), with `+changes` if tracked files differ from it; None outside git."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()  # fmt: skip
+        changed = subprocess.run(["git", "-C", str(root), "diff", "--quiet", "HEAD", "--"], capture_output=True,
+                                 timeout=10).returncode != 0  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}+changes" if changed else commit

@@ -40,6 +40,9 @@ class RunSummary:
     columns: dict[str, Any] = field(default_factory=dict)
     # the test scores per source-length bucket (`src.metrics.ScoresByLength`; model.length_buckets)
     test_by_length: list[dict[str, Any]] | None = None
+    # where it trained (`src.hardware.machine`: date, CPU, threads, versions, git commit), as the process that
+    # finished the run started (a resumed run: the last process's)
+    machine: dict[str, Any] | None = None
 
     @classmethod
     def from_trainer(
@@ -49,6 +52,7 @@ class RunSummary:
         wall_time_s: float,
         metrics: dict[str, Any] | None = None,
         columns: dict[str, Any] | None = None,
+        machine: dict[str, Any] | None = None,
     ) -> "RunSummary":
         """What a finished `lightning.Trainer` knows about the run of `model` (a `TranslationModule`), with
         the metrics and columns a `src.callbacks.run_metrics.RunMetrics` kept."""
@@ -66,6 +70,7 @@ class RunSummary:
             num_parameters=sum(p.numel() for p in model.parameters()),
             columns=dict(columns or {}),
             test_by_length=getattr(model, "test_by_length", None),
+            machine=machine,
         )
 
     def write(self, run_dir: Path) -> None:

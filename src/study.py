@@ -486,6 +486,22 @@ def markdown(rows: list[dict[str, Any]], baseline: str | None) -> str:
     return "\n".join(lines) + "\n\n" + " ".join(notes) + "\n"
 
 
+def provenance(jobs: list[Job]) -> str:
+    """Where each run of the table trained (summary.json's `machine`), one line per run."""
+    lines = ["Where each run trained (its summary.json):", ""]
+    for job in sorted(jobs, key=lambda j: (j.model, j.seed)):
+        trained = job.summary.machine or {}
+        where = (
+            f"{trained.get('cpu', '?')} ({trained.get('cpu_family', '?')}), torch threads "
+            f"{trained.get('threads', '?')}, commit {trained.get('commit') or '?'}, started {trained.get('started', '?')}"
+            if trained
+            else "not recorded (trained before runs recorded their machine)"
+        )
+        archived = " (archived)" if is_archived(job.folder) else ""
+        lines.append(f"- `{job.folder.name}`{archived}: {job.model}, seed {job.seed}: {where}")
+    return "\n".join(lines) + "\n"
+
+
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
     keys = [key for key, _, _ in COLUMNS] + [f"{key}_std" for key, _, d in COLUMNS if d is not None]
     with path.open("w", newline="", encoding="utf-8") as file:
@@ -526,7 +542,7 @@ def study(folder: Path | list[Path], baseline: str | None, beam_size: int, out: 
     rows.sort(key=lambda row: -(row["bleu"] or 0))
     out = out or folders[0]
     out.mkdir(parents=True, exist_ok=True)
-    table = markdown(rows, baseline)
+    table = markdown(rows, baseline) + "\n" + provenance(jobs)
     print(table)
     paths = [out / "study.md", out / "study.csv", out / "study_bleu.png", out / "study_by_length.png"]
     paths[0].write_text(table, encoding="utf-8")

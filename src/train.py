@@ -19,6 +19,7 @@ from src.config import instantiate_each, register_resolvers, set_matmul_precisio
 from src.data.codec import Codec
 from src.entry import entry_point, in_sweep
 from src.errors import CheckpointError, ConfigError
+from src.hardware import machine
 from src.launchers import fit_to_launcher, set_job_threads
 from src.lightning_compat import starts_processes_by_rerunning_the_command
 from src.run_record import RunSummary
@@ -34,6 +35,7 @@ def train(cfg: DictConfig) -> float | None:
     set_matmul_precision(cfg)
     fit_to_launcher(cfg)
     set_job_threads(cfg)
+    trained_on = machine()  # the date, CPU, threads and commit, for summary.json
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(HydraConfig.get().runtime.output_dir)
 
@@ -66,7 +68,7 @@ def train(cfg: DictConfig) -> float | None:
         summarize(trainer, output_dir, model.best_bleu)
         # summary.json: what src.report reads
         summary = RunSummary.from_trainer(
-            trainer, model, time.monotonic() - started, run_metrics.metrics, run_metrics.columns
+            trainer, model, time.monotonic() - started, run_metrics.metrics, run_metrics.columns, trained_on
         )
         summary.write(output_dir)
     return None if metric is None else float(metric)

@@ -3,6 +3,7 @@ mean and standard deviation over seeds, the paired significance test and the fig
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -10,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from src.errors import ConfigError
+from src.hardware import cpu_family
 from src.study import baseline_row, model_name, paired_p_value, study, varying_options
 from tests.conftest import TINY_MODEL, run_entry, write_reverse_task
 
@@ -95,6 +97,9 @@ def test_study_table_has_one_row_per_model_with_seeds_and_a_p_value(study_sweep,
     assert rows["attention=none"]["entropy"] is None  # no attention, no attention statistics
     markdown = (tmp_path / "study.md").read_text()
     assert "| attention=bahdanau | 1,2 |" in markdown and " ± " in markdown and "paired bootstrap" in markdown
+    # where each run trained: its CPU, threads and commit, from its summary.json
+    assert len(re.findall(rf"\({cpu_family()}\), torch threads \d+, commit ", markdown)) == 4
+    assert "attention=none, seed 2:" in markdown
     with (tmp_path / "study.csv").open() as file:
         assert len(list(csv.DictReader(file))) == 2
     # the second report reads the decodings cached in each run
