@@ -22,10 +22,11 @@ results are cached in each run's `study/` folder, so a second report (another ba
 
 A study outlives its checkpoints: `--archive DIR` copies what the table needs of each completed run (its
 `.hydra/` files, `summary.json` and the cached decodings, hypotheses included; no checkpoint, no event file:
-a few hundred kB a run, compressed) into `DIR/<run>/`, and a run folder without checkpoints but with those
+about 100 kB a run, compressed) into `DIR/<run>/`, and a run folder without checkpoints but with those
 files is read as an archived run: its row, its seeds and its paired test against another row come from the
 archived hypotheses. So rows trained on different days (or machines) form one table: give the folders of
-live runs and the archive together. The same model and seed in two folders is one run (the first folder's).
+live runs and the archive together. A run found in two folders (a run and its archive: the same folder name
+and overrides) counts once, from the first folder given.
 """
 
 import argparse
@@ -156,6 +157,11 @@ def is_archived(folder: Path) -> bool:
     return not (folder / "checkpoints").is_dir() and (folder / CACHE_DIR / "greedy.json.gz").is_file()
 
 
+def _read_archived(path: Path) -> Any:
+    """A compressed JSON file of an archived run."""
+    return json.loads(gzip.decompress(path.read_bytes()).decode("utf-8"))
+
+
 def _tested_on(stamp: str) -> str:
     """The test file of a cached result's stamp (`<checkpoint mtime>:<size>:<test path>`)."""
     return stamp.split(":", 2)[2]
@@ -175,7 +181,7 @@ def _archived(cache: Path, search: str, test_path: str | None) -> Decoded:
             f"{cache.parent} is an archived run (no checkpoint) without a {search} decoding; it has "
             f"{', '.join(searches) or 'none'}: {fix}, or leave the folder out."
         )
-    saved = json.loads(gzip.decompress(path.read_bytes()).decode("utf-8"))
+    saved = _read_archived(path)
     tested_on = _tested_on(saved["stamp"])
     if tested_on != str(test_path):  # "None": the run's own test split
         fix = "leave --test-path out" if tested_on == "None" else f"give --test-path {tested_on}"
@@ -268,14 +274,14 @@ def attribute_run(
         if not (path.is_file() and stamp_path.is_file()):
             log.warning("%s: archived without an attribution: its attribution columns are empty", folder)
             return None
-        stamp = json.loads(gzip.decompress(stamp_path.read_bytes()))
+        stamp = _read_archived(stamp_path)
         archived_path, archived_sentences = _tested_on(stamp).rsplit(":", 1)
         if (archived_path, int(archived_sentences)) != (str(test_path), sentences):
             log.warning("%s: archived attribution of the first %s sentences of %s, not %d of %s: left out",
                         folder, archived_sentences, _which_test(archived_path), sentences,
                         _which_test(test_path))  # fmt: skip
             return None
-        result = json.loads(gzip.decompress(path.read_bytes()))
+        result = _read_archived(path)
         return result["methods"]["integrated_gradients"] | {"attention": result["attention"]}
     stamp = f"{ckpt.stat().st_mtime_ns}:{ckpt.stat().st_size}:{test_path}:{sentences}"
     cached = out / "study_stamp.json"
