@@ -24,7 +24,7 @@ from src.data.batch import Batch
 from src.data.codec import Codec
 from src.decoding import SequenceGenerator
 from src.errors import CheckpointError, ConfigError, TrainingError
-from src.losses import alignment_loss, attention_entropy, coverage_loss, token_nll
+from src.losses import alignment_loss, attention_entropy, coverage_loss, token_cross_entropy
 from src.metrics import CorpusBLEU, CorpusChrF, ScoresByLength, SequenceAccuracy
 from src.models.seq2seq import Seq2Seq
 from src.schedules import TeacherForcingSchedule
@@ -138,7 +138,7 @@ class TranslationModule(LightningModule):
         logits, attn_weights = self.net(batch.src, batch.src_len, batch.tgt_in, teacher_forcing_ratio)
         tgt_mask = batch.tgt_out != self.net.pad_id  # [batch, tgt_len]
         n_tokens = tgt_mask.sum()
-        loss_sum = token_nll(logits, batch.tgt_out, self.net.pad_id, self.label_smoothing)
+        loss_sum, nll = token_cross_entropy(logits, batch.tgt_out, self.net.pad_id, self.label_smoothing)
         if attn_weights is not None and self.coverage_loss_weight:
             loss_sum = loss_sum + self.coverage_loss_weight * coverage_loss(attn_weights, tgt_mask)
         if attn_weights is not None and self.attention_entropy_weight:
@@ -146,7 +146,6 @@ class TranslationModule(LightningModule):
         if attn_weights is not None and self.alignment_loss_weight and batch.alignment is not None:
             guided = alignment_loss(attn_weights[:, self.alignment_head], batch.alignment)
             loss_sum = loss_sum + self.alignment_loss_weight * guided
-        nll = loss_sum if not self.label_smoothing else token_nll(logits, batch.tgt_out, self.net.pad_id)
         return loss_sum / n_tokens, nll.detach(), n_tokens
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:

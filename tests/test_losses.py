@@ -1,6 +1,12 @@
+import pytest
 import torch
+import torch.nn.functional as F
 
-from src.losses import attention_entropy, coverage_loss, token_nll
+from src.losses import attention_entropy, coverage_loss, token_cross_entropy
+
+
+def token_nll(logits, tgt, pad_id):
+    return token_cross_entropy(logits, tgt, pad_id)[1]
 
 
 def test_token_nll_ignores_padding():
@@ -11,6 +17,52 @@ def test_token_nll_ignores_padding():
     changed[0, 2] += 100.0  # logits at padded positions must not matter
     changed[1, 1:] -= 50.0
     assert torch.allclose(token_nll(logits, tgt, pad_id=0), token_nll(changed, tgt, pad_id=0))
+
+
+def _reference(logits, tgt, pad_id, smoothing):
+    flat, target = logits.flatten(0, 1).float(), tgt.flatten()
+    loss = F.cross_entropy(flat, target, ignore_index=pad_id, reduction="sum", label_smoothing=smoothing)
+    return loss, F.cross_entropy(flat, target, ignore_index=pad_id, reduction="sum")
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("nll_weight", [0.0, 0.7])
+def test_token_cross_entropy_equals_f_cross_entropy_in_value_and_gradient(smoothing, nll_weight):
+    """Both outputs and the gradient of any mix of them, over several cache chunks (10,000 words: ~52 rows
+    a chunk, 6 x 25 = 150 rows) with padded positions, match PyTorch's own cross-entropy."""
+    torch.manual_seed(0)
+    logits = (torch.randn(6, 25, 10_000) * 4).requires_grad_()
+    tgt = torch.randint(1, 10_000, (6, 25))
+    tgt[0, 20:] = 0
+    tgt[3, 5:] = 0
+    mine = token_cross_entropy(logits, tgt, pad_id=0, label_smoothing=smoothing)
+    ours_grad = torch.autograd.grad(mine[0] * 0.01 + nll_weight * mine[1], logits)[0]
+    theirs = _reference(logits, tgt, 0, smoothing)
+    their_grad = torch.autograd.grad(theirs[0] * 0.01 + nll_weight * theirs[1], logits)[0]
+    for a, b in zip(mine, theirs, strict=True):
+        assert torch.allclose(a, b, rtol=1e-5)
+    assert torch.allclose(ours_grad, their_grad, atol=1e-7)
+    assert ours_grad[0, 20:].abs().sum() == 0  # padded positions get no gradient
+
+
+def test_token_cross_entropy_of_bf16_logits_returns_a_bf16_gradient_and_no_grad_keeps_none():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 7, 300).bfloat16().requires_grad_()
+    tgt = torch.randint(1, 300, (2, 7))
+    loss, nll = token_cross_entropy(logits, tgt, pad_id=0, label_smoothing=0.1)
+    assert loss.dtype == torch.float32 and torch.allclose(loss, _reference(logits, tgt, 0, 0.1)[0])
+    loss.backward()
+    assert logits.grad.dtype == torch.bfloat16
+    with torch.no_grad():  # evaluation: values only
+        assert torch.allclose(token_cross_entropy(logits, tgt, 0)[1], nll)
+
+
+def test_token_cross_entropy_refuses_a_second_backward_pass():
+    logits = torch.randn(1, 3, 5, requires_grad=True)
+    loss, _ = token_cross_entropy(logits, torch.tensor([[1, 2, 3]]), pad_id=0)
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="backward ran twice"):
+        loss.backward()
 
 
 def test_coverage_loss_matches_the_formula():

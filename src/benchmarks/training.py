@@ -26,7 +26,7 @@ from src.config import instantiate_each, to_plain
 from src.data.batch import Batch
 from src.data.datamodule import TranslationDataModule
 from src.lit_module import TranslationModule
-from src.losses import token_nll
+from src.losses import token_cross_entropy
 
 # callbacks that need validation or write checkpoints: a speed measurement runs neither
 NO_VALIDATION_CALLBACKS = ("model_checkpoint", "last_checkpoint", "early_stopping")
@@ -72,7 +72,7 @@ def raw_throughput(
         with autocast:
             logits, _ = net(batch.src, batch.src_len, batch.tgt_in)
             n_tokens = target_tokens(batch)
-            loss = token_nll(logits, batch.tgt_out, net.pad_id, module.label_smoothing) / n_tokens
+            loss = token_cross_entropy(logits, batch.tgt_out, net.pad_id, module.label_smoothing)[0] / n_tokens
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
         optimizer.step()
