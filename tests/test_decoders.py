@@ -112,6 +112,46 @@ def test_input_feeding_loop_computes_what_the_rnn_module_computes(rnn_type: str)
     torch.testing.assert_close(output, torch.cat(expected, dim=1))
 
 
+@pytest.mark.parametrize("input_feeding", [True, False], ids=["input_feeding", "no_input_feeding"])
+@pytest.mark.parametrize("rnn_type", ["lstm", "gru"])
+@pytest.mark.parametrize("attention", ["bahdanau", "coverage", "none"])
+def test_steps_from_the_input_table_equal_steps_from_embeddings(attention, rnn_type, input_feeding) -> None:
+    """A search step that looks its tokens up in `input_table` gives the outputs, weights and states of
+    `forward` on their embeddings, step after step (2 layers, with the attention's own state)."""
+    decoder = recurrent(attention, rnn_type, input_feeding)
+    embedding = torch.randn(11, EMB, generator=torch.Generator().manual_seed(3))
+    tokens = torch.randint(0, 11, (BATCH, TGT_LEN), generator=torch.Generator().manual_seed(4))
+    cache, state = decoder.start(encoder_output())
+    table_state = state
+    with torch.inference_mode():
+        table = decoder.input_table(embedding)
+        for t in range(TGT_LEN):
+            expected = decoder(embedding[tokens[:, t : t + 1]], cache, state)
+            got = decoder.step_from_table(table[tokens[:, t]], cache, table_state)
+            torch.testing.assert_close(got[:2], expected[:2])
+            torch.testing.assert_close(got[2], expected[2])
+            state, table_state = expected[2], got[2]
+
+
+def test_the_input_table_is_kept_and_made_again_when_the_weights_change() -> None:
+    decoder = recurrent("bahdanau")
+    embedding = torch.randn(11, EMB)
+    with torch.inference_mode():
+        table = decoder.input_table(embedding)
+        assert decoder.input_table(embedding) is table  # kept between steps and batches
+    with torch.no_grad():
+        decoder.rnn.weight_ih_l0.add_(0.5)  # what an optimizer step does: in place
+    changed = decoder.input_table(embedding)
+    w_ih = decoder.rnn.weight_ih_l0
+    bias = decoder.rnn.bias_ih_l0 + decoder.rnn.bias_hh_l0
+    torch.testing.assert_close(changed, embedding @ w_ih[:, :EMB].t() + bias)
+    assert not torch.allclose(changed, table)
+    assert not changed.is_inference()  # a module that decoded can still be copied (quantize_int8 does)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):  # bf16-mixed validation
+        decoder.rnn.weight_ih_l0.add_(0.5)
+        assert decoder.input_table(embedding).dtype == torch.float32  # usable outside autocast too
+
+
 @pytest.mark.parametrize("memory_size", [MEMORY, 24], ids=["same_size", "projected_memory"])
 @pytest.mark.parametrize("attention", PARALLEL)
 def test_transformer_incremental_equals_all_at_once(attention: str, memory_size: int) -> None:

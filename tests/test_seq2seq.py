@@ -62,14 +62,18 @@ def test_forward_returns_logits_and_weights_of_documented_shapes(name: str) -> N
     assert weights.shape == (4, model.num_heads, 5, 6)
 
 
+@pytest.mark.parametrize("inference", [False, True], ids=["grad", "inference_mode"])
 @pytest.mark.parametrize("name", MODELS)
-def test_decode_step_matches_teacher_forced_forward(name: str) -> None:
+def test_decode_step_matches_teacher_forced_forward(name: str, inference: bool) -> None:
+    """Under inference_mode (as the searches run) the recurrent decoder steps from its input table."""
     model = MODELS[name]().eval()
     src, src_len, tgt_in = batch()
     logits, weights = model(src, src_len, tgt_in)
-    cache, state = model.start_decoding(model.encode(src, src_len))
+    with torch.inference_mode(inference):
+        cache, state = model.start_decoding(model.encode(src, src_len))
     for t in range(tgt_in.size(1)):
-        log_probs, weights_t, state = model.decode_step(tgt_in[:, t : t + 1], cache, state)
+        with torch.inference_mode(inference):
+            log_probs, weights_t, state = model.decode_step(tgt_in[:, t : t + 1], cache, state)
         assert log_probs.dtype == torch.float32
         torch.testing.assert_close(log_probs, F.log_softmax(logits[:, t], dim=-1))
         torch.testing.assert_close(weights_t, weights[:, :, t : t + 1])

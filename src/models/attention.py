@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from src.checks import require_divides, require_fraction, require_sizes
 from src.errors import ConfigError
+from src.models.activations import tanh_
 
 
 def masked_softmax(scores: Tensor, mask: Tensor) -> Tensor:
@@ -193,7 +194,7 @@ class BahdanauAttention(Attention):
 
     def score(self, query: Tensor, keys: Tensor) -> Tensor:
         query = self.query_layer(query).unsqueeze(2)  # [batch, q_len, 1, hidden]
-        energy = torch.tanh(query + keys.unsqueeze(1))  # [batch, q_len, src_len, hidden]
+        energy = tanh_(query + keys.unsqueeze(1))  # [batch, q_len, src_len, hidden]
         return self.energy_layer(energy).squeeze(-1)  # [batch, q_len, src_len]
 
 

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from src.checks import require
 from src.errors import ConfigError
+from src.models.activations import tanh_
 from src.models.attention import Attention, HeadGate, gated_self_attention
 from src.models.encoders import (
     Encoder,
@@ -83,6 +84,19 @@ class Decoder(nn.Module):
         with layers = 1."""
         _, attn_weights, _ = self(tgt_emb, cache, state)
         return None if attn_weights is None else attn_weights.unsqueeze(1)
+
+    def input_table(self, embedding: Tensor) -> Tensor | None:
+        """For decoding: the decoder's first input transform of every target word, embedding `[vocab, emb]`
+        -> `[vocab, features]`, that `step_from_table` steps from; None (the default): this decoder has none,
+        its steps go through `forward`."""
+        return None
+
+    def step_from_table(
+        self, embedded: Tensor, cache: dict[str, Tensor], state: dict[str, Tensor]
+    ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+        """One decoding position from its tokens' rows of `input_table`, `[batch, features]` -> what
+        `forward` returns for one position."""
+        raise NotImplementedError(f"{type(self).__name__} has no input table")
 
     def self_attention_by_layer(
         self, tgt_emb: Tensor, cache: dict[str, Tensor], state: dict[str, Tensor]
@@ -213,7 +227,7 @@ class RecurrentDecoder(Decoder):
             features = self.dropout(features)
         output = self.output_layer(features)
         if self.output_activation == "tanh":
-            output = torch.tanh(output)
+            output = tanh_(output)  # in place: the output layer's result is ours
         if self.dropout_at == "output":
             output = self.dropout(output)
         return output, weights, attn_state
@@ -259,45 +273,121 @@ class RecurrentDecoder(Decoder):
         for all positions. Inputs and outputs cross the loop as lists (unbind / stack), so the backward
         pass does not add a full-size gradient per step the way slicing [:, t] would.
         """
-        emb_size = tgt_emb.size(-1)
-        w_ih, w_hh, b_ih, b_hh = self._layer_weights(0)
-        # an LSTM adds both biases to the input side; a GRU needs W_hh h + b_hh apart (its candidate gate)
-        x_bias, h_bias = (b_ih + b_hh, None) if self.is_lstm else (b_ih, b_hh)
+        w_e, bias = self._embedding_weights(tgt_emb.size(-1))
         # [batch, gates * hidden] per position: the embedding part of the first layer's input, at once
-        embedded = F.linear(tgt_emb.transpose(0, 1), w_ih[:, :emb_size], x_bias).unbind(0)
-        # per layer (W_x^T, x bias, W_hh^T, h bias), sliced and transposed once, not once per step; the
-        # first layer's x is o_{t-1}, its bias W_e e_t + b
-        layers = [(w_ih[:, emb_size:].t(), None, w_hh.t(), h_bias)]
-        for layer in range(1, self.num_layers):
-            w_ih, w_hh, b_ih, b_hh = self._layer_weights(layer)
-            x_bias, h_bias = (b_ih + b_hh, None) if self.is_lstm else (b_ih, b_hh)
-            layers.append((w_ih.t(), x_bias, w_hh.t(), h_bias))
+        embedded = F.linear(tgt_emb.transpose(0, 1), w_e, bias).unbind(0)
+        layers = self._cell_layers()
         hidden = list(state["hidden"].unbind(1))  # per layer [batch, hidden]
         cell = list(state["cell"].unbind(1)) if self.is_lstm else []
         input_feed = state["input_feed"]  # [batch, hidden]
         outputs, weights = [], []
         for embedded_t in embedded:
-            x = input_feed
-            for layer, (w_x, x_bias, w_h, h_bias) in enumerate(layers):
-                if layer > 0:  # nn.LSTM's dropout between layers
-                    x = F.dropout(x, self.rnn.dropout, self.training)
-                gates_x = torch.addmm(embedded_t if layer == 0 else x_bias, x, w_x)
-                if self.is_lstm:
-                    gates = torch.addmm(gates_x, hidden[layer], w_h)
-                    hidden[layer], cell[layer] = lstm_cell(gates, cell[layer])
-                else:
-                    hidden[layer] = gru_cell(gates_x, torch.addmm(h_bias, hidden[layer], w_h), hidden[layer])
-                x = hidden[layer]
-            output_t, weights_t, attn_state = self._attend(x.unsqueeze(1), cache, attn_state)
+            output_t, weights_t, attn_state = self._time_step(
+                embedded_t, input_feed, hidden, cell, layers, cache, attn_state
+            )
             input_feed = output_t.squeeze(1)
             outputs.append(input_feed)
             weights.append(weights_t)
         output = torch.stack(outputs, dim=1)  # [batch, tgt_len, hidden]
         attn_weights = None if weights[0] is None else torch.cat(weights, dim=2)
-        new_state = {"hidden": torch.stack(hidden, dim=1), "input_feed": input_feed}
-        if self.is_lstm:
-            new_state["cell"] = torch.stack(cell, dim=1)
+        return output, attn_weights, with_attention_state(self._state(hidden, cell, input_feed), attn_state)
+
+    def input_table(self, embedding: Tensor) -> Tensor | None:
+        """The first layer's input transform of every target word, for decoding: embedding `[vocab, emb]`
+        (the target embedding matrix) -> `[vocab, gates * hidden]`, W_e e_v + b for each word v, where W_e
+        is the embedding's part of the first layer's input weights (all of them without input feeding).
+
+        A search step then looks its tokens' rows up (`step_from_table`) instead of multiplying their
+        embeddings by W_e: a third of the step's recurrent arithmetic with input feeding (W_ih is
+        [gates * hidden, emb + hidden]). Kept between calls (one [vocab, gates * hidden] tensor, not saved
+        in the weights) and made again when the embedding or the first layer's weights change (their
+        storage or version: an optimizer step, `load_state_dict`, `.to()`)."""
+        weights = (embedding, *self._layer_weights(0))
+        key = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in weights)
+        if getattr(self, "_input_table_key", None) != key:
+            # in the weights' dtype whatever autocast is on (a step under autocast casts its rows as it casts
+            # the weights), and a plain tensor even when made under inference_mode, so that the module can
+            # still be copied
+            autocast_off = torch.autocast(embedding.device.type, enabled=False)
+            with autocast_off, torch.inference_mode(False), torch.no_grad():
+                self._input_table = F.linear(embedding, *self._embedding_weights(embedding.size(1)))
+            self._input_table_key = key
+        return self._input_table
+
+    def step_from_table(
+        self, embedded: Tensor, cache: dict[str, Tensor], state: dict[str, Tensor]
+    ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+        """One decoding position from its tokens' rows of `input_table`: embedded `[batch, gates * hidden]`
+        -> what `forward` returns for one position (output `[batch, 1, hidden]`, weights, state)."""
+        hidden = list(state["hidden"].unbind(1))
+        cell = list(state["cell"].unbind(1)) if self.is_lstm else []
+        input_feed = state.get("input_feed")
+        output, attn_weights, attn_state = self._time_step(
+            embedded, input_feed, hidden, cell, self._cell_layers(), cache, attention_state(state)
+        )
+        new_state = self._state(hidden, cell, output[:, -1] if self.input_feeding else None)
         return output, attn_weights, with_attention_state(new_state, attn_state)
+
+    def _time_step(
+        self,
+        embedded_t: Tensor,
+        input_feed: Tensor | None,
+        hidden: list[Tensor],
+        cell: list[Tensor],
+        layers: list[tuple[Tensor | None, Tensor | None, Tensor, Tensor | None]],
+        cache: dict[str, Tensor],
+        attn_state: dict[str, Tensor],
+    ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+        """One position through every layer's cell math and the attention. embedded_t `[batch, gates *
+        hidden]` (W_e e_t + b), input_feed `[batch, hidden]` (o_{t-1}; None without input feeding);
+        `hidden` and `cell` (per layer `[batch, hidden]`) are updated in place -> (output `[batch, 1,
+        hidden]`, weights `[batch, heads, 1, src_len]` or None, attention state)."""
+        x = input_feed
+        for layer, (w_x, x_bias, w_h, h_bias) in enumerate(layers):
+            if layer == 0:
+                gates_x = embedded_t if w_x is None else torch.addmm(embedded_t, x, w_x)
+            else:
+                x = F.dropout(x, self.rnn.dropout, self.training)  # nn.LSTM's dropout between layers
+                gates_x = torch.addmm(x_bias, x, w_x)
+            if self.is_lstm:
+                gates = torch.addmm(gates_x, hidden[layer], w_h)
+                hidden[layer], cell[layer] = lstm_cell(gates, cell[layer])
+            else:
+                hidden[layer] = gru_cell(gates_x, torch.addmm(h_bias, hidden[layer], w_h), hidden[layer])
+            x = hidden[layer]
+        return self._attend(x.unsqueeze(1), cache, attn_state)
+
+    def _embedding_weights(self, emb_size: int) -> tuple[Tensor, Tensor]:
+        """(W_e `[gates * hidden, emb]`, the bias added to W_e e_t): the first layer's input weights of the
+        embedding; an LSTM adds both biases on the input side, a GRU only b_ih (b_hh belongs to its
+        candidate gate's W_hh h)."""
+        w_ih, _, b_ih, b_hh = self._layer_weights(0)
+        return w_ih[:, :emb_size], b_ih + b_hh if self.is_lstm else b_ih
+
+    def _cell_layers(self) -> list[tuple[Tensor | None, Tensor | None, Tensor, Tensor | None]]:
+        """Per layer (W_x^T, x bias, W_hh^T, h bias), sliced and transposed once per call, not per step.
+        The first layer's x is o_{t-1} (W_x^T None without input feeding) and its x bias is in the embedded
+        input; a GRU's h bias is b_hh, an LSTM's None (both biases are on the input side)."""
+        layers = []
+        for layer in range(self.num_layers):
+            w_ih, w_hh, b_ih, b_hh = self._layer_weights(layer)
+            x_bias, h_bias = (b_ih + b_hh, None) if self.is_lstm else (b_ih, b_hh)
+            if layer == 0:
+                emb_size = w_ih.size(1) - (self.output_size if self.input_feeding else 0)
+                w_x = w_ih[:, emb_size:].t() if self.input_feeding else None
+                layers.append((w_x, None, w_hh.t(), h_bias))
+            else:
+                layers.append((w_ih.t(), x_bias, w_hh.t(), h_bias))
+        return layers
+
+    def _state(self, hidden: list[Tensor], cell: list[Tensor], input_feed: Tensor | None) -> dict[str, Tensor]:
+        """The decoder state (without the attention's part) from per-layer lists of `[batch, hidden]`."""
+        state = {"hidden": torch.stack(hidden, dim=1)}  # [batch, layers, hidden]
+        if self.is_lstm:
+            state["cell"] = torch.stack(cell, dim=1)
+        if self.input_feeding:
+            state["input_feed"] = input_feed
+        return state
 
     def _layer_weights(self, layer: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(W_ih, W_hh, b_ih, b_hh) of one layer of `self.rnn`."""

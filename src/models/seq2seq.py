@@ -132,7 +132,15 @@ class Seq2Seq(nn.Module):
         self, tokens: Tensor, cache: dict[str, Tensor], state: dict[str, Tensor]
     ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
         """tokens `[batch, len]` -> (the decoder's output `[batch, len, hidden]`, the input of the output
-        layer; attn_weights; state). A vocabulary shortlist applies its own rows of the output layer to it."""
+        layer; attn_weights; state). A vocabulary shortlist applies its own rows of the output layer to it.
+
+        A search step (one position, no gradient, eval mode) of a decoder with an input table (the recurrent
+        ones: `RecurrentDecoder.input_table`) looks its tokens up in that table instead of embedding them
+        and multiplying the embeddings by the decoder's input weights: the same numbers, less arithmetic."""
+        if tokens.size(1) == 1 and not self.training and not torch.is_grad_enabled():
+            table = self.decoder.input_table(self.tgt_embedding.weight)  # [tgt_vocab, features] or None
+            if table is not None:
+                return self.decoder.step_from_table(table[tokens[:, 0]], cache, state)
         tgt_emb = self.embedding_dropout(self.tgt_embedding(tokens))  # [batch, len, emb]
         return self.decoder(tgt_emb, cache, state)
 
