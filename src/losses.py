@@ -8,7 +8,6 @@ normalisation (per target token of the batch, or of a whole gradient-accumulatio
 import torch
 from torch import Tensor
 
-
 # the rows of logits handled together by token_cross_entropy: about 2 MiB of float32 per chunk, so that
 # each chunk's passes (max, exp, sum, the gradient) read memory once and then run in the core's cache
 CHUNK_BYTES = 2 * 1024 * 1024
@@ -38,7 +37,8 @@ class _TokenCrossEntropy(torch.autograd.Function):
             log_z[chunk] = (x_max + total.log()).squeeze(1)
             if smoothing:
                 mean_x[chunk] = x.mean(dim=1)
-            if keep_grad:  # while the chunk is in cache: padded rows become 0 here, not in a pass of their own
+            # while the chunk is in cache: padded rows become 0 here, not in a pass of their own
+            if keep_grad:
                 is_real = real[chunk].unsqueeze(1)  # [chunk, 1]
                 probs.mul_(is_real / total)
                 if smoothing:

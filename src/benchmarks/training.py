@@ -72,7 +72,9 @@ def raw_throughput(
         with autocast:
             logits, _ = net(batch.src, batch.src_len, batch.tgt_in)
             n_tokens = target_tokens(batch)
-            loss = token_cross_entropy(logits, batch.tgt_out, net.pad_id, module.label_smoothing)[0] / n_tokens
+            loss = (
+                token_cross_entropy(logits, batch.tgt_out, net.pad_id, module.label_smoothing)[0] / n_tokens
+            )
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
         optimizer.step()

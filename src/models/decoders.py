@@ -380,7 +380,9 @@ class RecurrentDecoder(Decoder):
                 layers.append((w_ih.t(), x_bias, w_hh.t(), h_bias))
         return layers
 
-    def _state(self, hidden: list[Tensor], cell: list[Tensor], input_feed: Tensor | None) -> dict[str, Tensor]:
+    def _state(
+        self, hidden: list[Tensor], cell: list[Tensor], input_feed: Tensor | None
+    ) -> dict[str, Tensor]:
         """The decoder state (without the attention's part) from per-layer lists of `[batch, hidden]`."""
         state = {"hidden": torch.stack(hidden, dim=1)}  # [batch, layers, hidden]
         if self.is_lstm:
