@@ -22,9 +22,14 @@ One step, for every sentence (tensors are [batch * beam, ...], beam k of sentenc
      and the attention rows are reordered to follow their parents (`index_select(0, parent)`).
 At the first step only beam 0 is live (the others score -inf), so the beam never holds duplicates.
 
-Stopping rule (the one of fairseq and OpenNMT-py): a sentence is done when `beam_size` of its hypotheses
-have finished, or at its max length, where <eos> is forced and every live hypothesis finishes as it is.
-It is not an exact bound: with alpha > 0 a longer hypothesis could still have scored higher.
+Stopping rules: a sentence is done at the first step where
+  - no live hypothesis can still beat its `n_best`-th finished one (an exact bound, so the n-best list is
+    the one the rules below would return: a live log-probability only falls, a live hypothesis can at most
+    reach lp(max length) and cp <= 0, so none can score above (its best live log-prob) / lp(max length + 1),
+    <eos> included; with alpha = 0 this is OpenNMT-py's "the top of the beam has ended"), or
+  - `beam_size` of its hypotheses have finished (fairseq's rule; with alpha > 0 a longer hypothesis could
+    still have scored higher), or
+  - it reaches its max length, where <eos> is forced and every live hypothesis finishes as it is.
 
 Host syncs: the finished lists stay on the device, as a buffer of the best `beam` finished hypotheses
 per sentence, merged with each step's by one top-k. So a step needs one sync (which sentences are done?).
@@ -122,7 +127,13 @@ def beam_search(
             tokens=tokens.index_select(0, parent).view(live_batch, beam, steps),
             attention=ended_attention,
         )
-        done = (finished.count >= beam) | (step >= sentence_max_len)  # [b]
+        # the best that a hypothesis still live can end with (cand_scores are sorted, at least `beam` go on)
+        best_live = cand_scores.masked_fill(cand_eos, -math.inf).amax(dim=1)  # [b]
+        if length_penalty > 0:  # log-probs are <= 0: the longest hypothesis is divided by the most
+            best_live = best_live / ((5 + sentence_max_len + 1) / 6) ** length_penalty
+        nth_best = finished.score[:, n_best - 1]  # [b]: -inf until n_best have finished
+        beaten = nth_best.isfinite() & (nth_best >= best_live)  # [b]
+        done = beaten | (finished.count >= beam) | (step >= sentence_max_len)  # [b]
         going = (~done).nonzero().squeeze(1)  # [b']: the step's host sync
         if len(going) < live_batch:
             done_index = done.nonzero().squeeze(1)
