@@ -2,7 +2,8 @@
 # Run the study's rows one at a time in the background, each resumable (docs/RESULTS.md, "The attention study").
 #   . .venv/bin/activate && nohup setsid scripts/study_queue.sh scripts/study_jobs.txt > outputs/study/queue.log 2>&1 &
 # Each line of the jobs file: <run name> <training overrides...>. A run goes to outputs/study/<run name>/ (or
-# $STUDY_RUNS/<run name>/) and resumes from its last.ckpt when it was cut off. When it completes, `python -m
+# $STUDY_RUNS/<run name>/) and resumes from its last.ckpt when it was cut off (a STUDY_RUNS outside the checkout,
+# e.g. ~/study-runs, keeps cut-off runs for a later session on the same machine, whose checkout is new). When it completes, `python -m
 # src.study` tests it (beam 5 and greedy, attention against integrated gradients on 50 sentences: needs Captum,
 # the `analysis` extra) and archives its row (config, summary, decoded hypotheses; no checkpoint) in
 # docs/results/<study>/<run name>/ (or $STUDY_ARCHIVE/<study>/...): multi30k for runs named m30k_*, tatoeba for
